@@ -145,10 +145,30 @@ class EfficiencyReport:
 
 
 def _observations(out: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Bool on/off matrix of an output, as (channels first) and its neuron count."""
+    """Bool on/off tensor of an output, channels (neurons) on dim 1, and its neuron count."""
     if out.dim() < 2:
         raise ValueError(f"cannot read neurons from an output of shape {tuple(out.shape)}: expected (N, C, ...)")
     return out > 0, int(out.shape[1])
+
+
+def _pack(bits: torch.Tensor, neurons: int) -> torch.Tensor:
+    """Pack each observation's on/off pattern losslessly: a 1-D int64 code for up to 64 neurons, else an
+    (observations, words) int64 matrix. Distinct patterns give distinct codes, so counts stay exact."""
+    if neurons <= 64:
+        # Channel-by-channel shifts over contiguous (N, positions) slices: no transpose of the activations.
+        dtype = torch.int32 if neurons <= 31 else torch.int64
+        packed = bits[:, 0].to(dtype)
+        for c in range(1, neurons):
+            packed |= bits[:, c].to(dtype) << c
+        return packed.reshape(-1).to(torch.int64)
+    # Wide layers, like numpy.packbits: 8 neurons to a byte, 8 bytes to an int64 word.
+    rows = bits.movedim(1, -1).reshape(-1, neurons)
+    pad = (-neurons) % 64
+    if pad:
+        rows = torch.cat([rows, rows.new_zeros(rows.shape[0], pad)], dim=1)
+    weights = _BYTE_WEIGHTS.to(rows.device)
+    as_bytes = (rows.view(torch.uint8).reshape(rows.shape[0], -1, 8) * weights).sum(-1, dtype=torch.uint8)
+    return as_bytes.view(torch.int64)
 
 
 class _StateCounter:
@@ -193,28 +213,16 @@ class _StateCounter:
             self._update_sparse(bits, neurons)
 
     def _update_dense(self, bits: torch.Tensor, neurons: int) -> None:
-        # Channel-by-channel shifts over contiguous slices: much cheaper than a float reduction over dim 1.
-        dtype = torch.int32 if neurons <= 31 else torch.int64
-        packed = bits[:, 0].to(dtype)
-        for c in range(1, neurons):
-            packed |= bits[:, c].to(dtype) << c
-        hist = torch.bincount(packed.reshape(-1).to(torch.int64), minlength=1 << neurons)
+        hist = torch.bincount(_pack(bits, neurons), minlength=1 << neurons)
         if self._dense is None:
             self._dense = hist
         else:
             self._dense += hist
 
     def _update_sparse(self, bits: torch.Tensor, neurons: int) -> None:
-        # Lossless packing, like numpy.packbits: 8 neurons to a byte, 8 bytes to an int64 word.
-        rows = bits.movedim(1, -1).reshape(-1, neurons)
-        pad = (-neurons) % 64
-        if pad:
-            rows = torch.cat([rows, rows.new_zeros(rows.shape[0], pad)], dim=1)
-        weights = _BYTE_WEIGHTS.to(rows.device)
-        as_bytes = (rows.view(torch.uint8).reshape(rows.shape[0], -1, 8) * weights).sum(-1, dtype=torch.uint8)
-        words = as_bytes.view(torch.int64)
-        if words.shape[1] == 1:
-            values, counts = torch.unique(words.reshape(-1), return_counts=True)
+        words = _pack(bits, neurons)
+        if words.dim() == 1:
+            values, counts = torch.unique(words, return_counts=True)
         else:
             values, counts = torch.unique(words, dim=0, return_counts=True)
         self._pending.append((values, counts))

@@ -1,0 +1,367 @@
+"""Metrics: hand-computed cases, a brute-force reference, invariants and bad inputs."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from aiq_search import metrics
+from aiq_search.metrics import EfficiencyProbe, aiq, entropy, measure_efficiency, network_efficiency
+
+
+def _linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:
+    w = torch.tensor(weight, dtype=torch.float32)
+    layer = nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        layer.bias.copy_(torch.tensor(bias) if bias is not None else torch.zeros(w.shape[0]))
+    return layer
+
+
+def _probe_model(hidden: nn.Module, out_features: int) -> nn.Sequential:
+    return nn.Sequential(hidden, nn.ReLU(), nn.Linear(out_features, 3))
+
+
+# ------------------------------------------------------------------------------------------ formulas
+
+
+@pytest.mark.parametrize(
+    ("counts", "alpha", "expected"),
+    [
+        ([1, 1], 1.0, 1.0),
+        ([2, 1, 1], 1.0, 1.5),
+        ([5], 1.0, 0.0),
+        ([1, 1, 1, 1, 0, 0], 1.0, 2.0),  # zeros are states never seen
+        ([2, 1, 1], 2.0, -math.log2(0.25 + 0.0625 + 0.0625)),
+        ([2, 1, 1], 0.0, math.log2(3)),
+        ([2, 1, 1], math.inf, 1.0),
+    ],
+)
+def test_entropy_known_values(counts: list[int], alpha: float, expected: float) -> None:
+    assert entropy(counts, alpha) == pytest.approx(expected)
+    assert entropy(np.array(counts), alpha) == pytest.approx(expected)
+    assert entropy(torch.tensor(counts), alpha) == pytest.approx(expected)
+
+
+def test_renyi_approaches_shannon() -> None:
+    counts = [7, 3, 2, 1, 1]
+    assert entropy(counts, 1.0 + 1e-7) == pytest.approx(entropy(counts, 1.0), abs=1e-5)
+
+
+@pytest.mark.parametrize("bad", [[], [0, 0], [1, -1], [[1, 2]], [float("nan"), 1]])
+def test_entropy_rejects_bad_counts(bad: list) -> None:
+    with pytest.raises(ValueError):
+        entropy(bad)
+
+
+def test_entropy_rejects_negative_alpha() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        entropy([1, 1], alpha=-1)
+
+
+def test_aiq_formula() -> None:
+    assert aiq(1.0, 1.0) == pytest.approx(1.0)
+    assert aiq(0.5, 0.9) == pytest.approx((0.5 * 0.81) ** (1 / 3))
+    assert aiq(0.5, 0.9, beta=1.0) == pytest.approx((0.5 * 0.9) ** 0.5)
+    assert aiq(0.0, 0.9) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("eff", "acc", "beta", "what"),
+    [(1.2, 0.5, 2.0, "network_efficiency"), (0.5, -0.1, 2.0, "accuracy"), (0.5, 0.5, 0.0, "beta"),
+     (0.5, 0.5, -1.0, "beta"), (float("nan"), 0.5, 2.0, "network_efficiency")],
+)
+def test_aiq_rejects_out_of_range(eff: float, acc: float, beta: float, what: str) -> None:
+    with pytest.raises(ValueError, match=what):
+        aiq(eff, acc, beta)
+
+
+def test_network_efficiency_is_geometric_mean() -> None:
+    assert network_efficiency([0.25, 1.0]) == pytest.approx(0.5)
+    assert network_efficiency({"a": 0.5, "b": 0.5, "c": 0.5}) == pytest.approx(0.5)
+    assert network_efficiency([0.3, 0.0, 0.9]) == 0.0
+    with pytest.raises(ValueError, match="at least one"):
+        network_efficiency([])
+    with pytest.raises(ValueError, match="layer efficiency"):
+        network_efficiency([0.5, 1.5])
+
+
+# ------------------------------------------------------------------------------------------ hand-computed
+
+
+def test_four_inputs_two_neurons_all_states() -> None:
+    model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
+    x = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    report = measure_efficiency(model, x)
+    stats = report.layers["0"]
+    assert (stats.neurons, stats.observations, stats.unique_states) == (2, 4, 4)
+    assert stats.entropy_bits == pytest.approx(2.0)
+    assert stats.efficiency == pytest.approx(1.0)
+    assert report.network == pytest.approx(1.0)
+
+
+def test_four_inputs_two_neurons_skewed() -> None:
+    model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
+    x = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])  # p = 1/2, 1/4, 1/4
+    stats = measure_efficiency(model, x).layers["0"]
+    assert stats.unique_states == 3
+    assert stats.entropy_bits == pytest.approx(1.5)
+    assert stats.efficiency == pytest.approx(0.75)
+
+
+def test_zero_is_off() -> None:
+    model = _probe_model(_linear([[1.0]]), 1)
+    stats = measure_efficiency(model, torch.tensor([[0.0], [0.0], [1.0], [-1.0]])).layers["0"]
+    assert stats.entropy_bits == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+
+
+def test_conv_positions_are_observations() -> None:
+    conv = nn.Conv2d(1, 2, kernel_size=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        conv.bias.zero_()
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3))
+    x = torch.tensor([[[[1.0, -1.0], [0.0, 2.0]]]])  # states per position: (1,0) (0,1) (0,0) (1,0)
+    stats = measure_efficiency(model, x).layers["0"]
+    assert (stats.observations, stats.unique_states) == (4, 3)
+    assert stats.entropy_bits == pytest.approx(1.5)
+    assert stats.efficiency == pytest.approx(0.75)
+
+
+def test_layer_with_one_state_has_zero_efficiency() -> None:
+    model = _probe_model(_linear([[0.0, 0.0], [0.0, 0.0]], bias=[1.0, -1.0]), 2)
+    report = measure_efficiency(model, torch.randn(50, 2))
+    assert report.layers["0"].unique_states == 1
+    assert report.layers["0"].efficiency == 0.0
+    assert report.network == 0.0
+
+
+# ------------------------------------------------------------------------------------------ brute force
+
+
+def _reference(model: nn.Module, x: torch.Tensor, layer_types=metrics.PROBED_TYPES) -> dict[str, tuple]:
+    """Python counting of bit tuples over every captured output: slow, obviously right."""
+    names = [n for n, m in model.named_modules() if n and isinstance(m, layer_types)][:-1]
+    captured: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    modules = dict(model.named_modules())
+    handles = [modules[n].register_forward_hook(lambda _m, _i, o, n=n: captured[n].append(o)) for n in names]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in handles:
+        h.remove()
+    result = {}
+    for n in names:
+        out = torch.cat(captured[n])
+        rows = out.movedim(1, -1).reshape(-1, out.shape[1]) > 0
+        counts = Counter(tuple(r) for r in rows.tolist())
+        total = sum(counts.values())
+        h = -sum(c / total * math.log2(c / total) for c in counts.values())
+        result[n] = (out.shape[1], total, len(counts), h)
+    return result
+
+
+def _assert_matches_reference(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
+    report = measure_efficiency(model, x, batch_size=batch_size)
+    expected = _reference(model, x)
+    assert list(report.layers) == list(expected)
+    for name, (neurons, observations, unique, h) in expected.items():
+        got = report.layers[name]
+        assert (got.neurons, got.observations, got.unique_states) == (neurons, observations, unique)
+        assert got.entropy_bits == pytest.approx(h, rel=1e-9, abs=1e-9)
+        assert got.efficiency == pytest.approx(h / neurons, rel=1e-9, abs=1e-9)
+
+
+@pytest.fixture(params=["auto", "dense", "sparse"])
+def counting_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through each counting strategy, with merges forced often."""
+    monkeypatch.setattr(metrics, "_MERGE_MIN_ROWS", 7)
+    if request.param == "dense":
+        monkeypatch.setattr(metrics, "_DENSE_ALWAYS_BITS", metrics._DENSE_MAX_BITS)
+    elif request.param == "sparse":
+        monkeypatch.setattr(metrics, "_DENSE_ALWAYS_BITS", 0)
+        monkeypatch.setattr(metrics, "_DENSE_MAX_BITS", 0)
+    return request.param
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    widths=st.lists(st.sampled_from([1, 2, 3, 7, 13, 21, 40, 63, 64, 65, 130]), min_size=1, max_size=3),
+    n=st.integers(1, 60),
+    batch_size=st.integers(1, 64),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_mlp_matches_brute_force(counting_path: str, widths: list[int], n: int, batch_size: int, seed: int) -> None:
+    torch.manual_seed(seed)
+    dims = [5, *widths]
+    layers: list[nn.Module] = []
+    for a, b in zip(dims, dims[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(dims[-1], 4))
+    _assert_matches_reference(model, torch.randn(n, 5), batch_size)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    channels=st.tuples(st.sampled_from([1, 3, 14, 24, 70]), st.sampled_from([2, 9, 66])),
+    n=st.integers(1, 6),
+    batch_size=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_cnn_matches_brute_force(
+    counting_path: str, channels: tuple[int, int], n: int, batch_size: int, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    c1, c2 = channels
+    model = nn.Sequential(
+        nn.Conv2d(1, c1, 3), nn.ELU(), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 3),
+        nn.ELU(), nn.Flatten(), nn.Linear(c2, 3),
+    )
+    _assert_matches_reference(model, torch.randn(n, 1, 8, 8), batch_size)
+
+
+def test_conv1d_and_conv3d_are_probed() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(2, 5, 3), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 6, 4), nn.ReLU(), nn.Linear(4, 2)
+    )
+    assert list(measure_efficiency(model, torch.randn(9, 2, 8)).layers) == ["0", "3"]
+    model3 = nn.Sequential(nn.Conv3d(1, 4, 2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 27, 2))
+    stats = measure_efficiency(model3, torch.randn(3, 1, 4, 4, 4)).layers["0"]
+    assert (stats.neurons, stats.observations) == (4, 81)
+
+
+def test_thousand_neuron_layer() -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(20, 1000), nn.ReLU(), nn.Linear(1000, 10))
+    _assert_matches_reference(model, torch.randn(300, 20), batch_size=64)
+
+
+# ------------------------------------------------------------------------------------------ invariants
+
+
+def test_neuron_order_does_not_matter() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(6, 30), nn.ReLU(), nn.Linear(30, 3))
+    x = torch.randn(200, 6)
+    before = measure_efficiency(model, x).layers["0"]
+    perm = torch.randperm(30)
+    with torch.no_grad():
+        model[0].weight.copy_(model[0].weight[perm])
+        model[0].bias.copy_(model[0].bias[perm])
+    after = measure_efficiency(model, x).layers["0"]
+    assert after.unique_states == before.unique_states
+    assert after.entropy_bits == pytest.approx(before.entropy_bits, abs=1e-12)
+
+
+def test_duplicating_the_data_leaves_efficiency_unchanged() -> None:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 36, 5), nn.ReLU(),
+                          nn.Linear(5, 2))
+    x = torch.randn(40, 1, 8, 8)
+    once = measure_efficiency(model, x)
+    twice = measure_efficiency(model, torch.cat([x, x, x]))
+    for name in once.layers:
+        assert twice.layers[name].observations == 3 * once.layers[name].observations
+        assert twice.layers[name].efficiency == pytest.approx(once.layers[name].efficiency, abs=1e-12)
+    assert twice.network == pytest.approx(once.network, abs=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(width=st.integers(1, 80), n=st.integers(1, 100), seed=st.integers(0, 2**31 - 1))
+def test_efficiency_within_unit_interval(width: int, n: int, seed: int) -> None:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 2))
+    report = measure_efficiency(model, torch.randn(n, 4) * 5)
+    assert 0.0 <= report.layers["0"].efficiency <= 1.0
+    assert 0.0 <= report.network <= 1.0
+
+
+# ------------------------------------------------------------------------------------------ API behaviour
+
+
+def test_model_left_as_found_and_dataloader_batches() -> None:
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2))
+    model.train()
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10)
+    from_loader = measure_efficiency(model, loader)
+    from_tensor = measure_efficiency(model, x, batch_size=7)
+    assert from_loader.layers["0"] == from_tensor.layers["0"]
+    assert all(m.training for m in model.modules())
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_layers_by_name_and_type_in_model_order() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    x = torch.randn(10, 3)
+    assert list(measure_efficiency(model, x, layers=["2", "0"]).layers) == ["0", "2"]
+    assert list(measure_efficiency(model, x, layers=nn.Linear).layers) == ["0", "2", "4"]
+    assert list(measure_efficiency(model, x, layers=[nn.ReLU]).layers) == ["1", "3"]
+
+
+def test_probe_counts_during_callers_own_loop() -> None:
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 3)).eval()
+    x = torch.randn(90, 4)
+    with EfficiencyProbe(model) as probe, torch.no_grad():
+        for chunk in x.split(16):
+            model(chunk).argmax(1)
+    assert probe.report().layers == measure_efficiency(model, x).layers
+    assert not model[0]._forward_hooks
+    probe.reset()
+    with probe, torch.no_grad():
+        model(x[:10])
+    assert probe.report().layers["0"].observations == 10
+
+
+def test_report_to_dict_is_plain() -> None:
+    model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
+    d = measure_efficiency(model, torch.randn(8, 2)).to_dict()
+    assert set(d) == {"network", "layers"}
+    assert set(d["layers"]["0"]) == {"neurons", "observations", "unique_states", "entropy_bits", "efficiency"}
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def test_empty_inputs_are_rejected() -> None:
+    model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
+    with pytest.raises(ValueError, match="empty"):
+        measure_efficiency(model, torch.empty(0, 2))
+    with pytest.raises(ValueError, match="no samples"):
+        measure_efficiency(model, [])
+
+
+def test_unknown_layer_name_is_rejected() -> None:
+    model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
+    with pytest.raises(ValueError, match="no module named 'fc9'"):
+        measure_efficiency(model, torch.randn(3, 2), layers=["fc9"])
+    with pytest.raises(ValueError, match="Conv2d"):
+        measure_efficiency(model, torch.randn(3, 2), layers=nn.Conv2d)
+
+
+def test_model_without_hidden_layers_is_rejected() -> None:
+    with pytest.raises(ValueError, match="no hidden"):
+        EfficiencyProbe(nn.Sequential(nn.Linear(3, 2)))
+
+
+def test_nan_activations_are_rejected() -> None:
+    model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
+    x = torch.randn(20, 2)
+    x[7, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        measure_efficiency(model, x, batch_size=4)
+
+
+def test_bad_batch_size_is_rejected() -> None:
+    model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        measure_efficiency(model, torch.randn(3, 2), batch_size=0)
