@@ -1,0 +1,122 @@
+"""Reading what aiq_search.study stored: a study's settings, its finished trials and their Pareto front.
+
+Plots, export and the dashboard read the same records (docs/CONTRACTS.md, "Trials in storage"); one
+reader keeps them agreeing on which trials count and which of them form the front.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+
+from aiq_search.errors import StorageError
+
+SETTINGS_ATTR = "aiq_search"
+
+
+def redact(storage_url: str) -> str:
+    """The storage URL without its password, for messages that may end up in logs."""
+    try:
+        return make_url(storage_url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return storage_url
+
+
+def check_storage_url(storage_url: str) -> None:
+    """Refuse an SQLite file that does not exist: SQLAlchemy would silently create an empty one."""
+    try:
+        url = make_url(storage_url)
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise StorageError(f"not a storage URL: {storage_url!r} ({exc})") from exc
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).is_file():
+            raise StorageError(f"no SQLite study database at {url.database}")
+
+
+def open_study(storage_url: str, study_name: str) -> optuna.Study:
+    """Load an existing study, turning "not there" and "cannot connect" into one-line errors."""
+    check_storage_url(storage_url)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage_url)
+    except KeyError:
+        names = optuna.get_all_study_names(storage=storage_url)
+        held = ", ".join(sorted(names)) or "no studies"
+        raise StorageError(
+            f"no study named {study_name!r} in {redact(storage_url)} (it holds {held})"
+        ) from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0]
+        raise StorageError(f"cannot open the storage {redact(storage_url)}: {reason}") from exc
+
+
+def study_settings(study: optuna.Study) -> dict[str, Any]:
+    """The study attribute aiq_search.study writes: mode, beta, dataset, eval split, artifacts, config."""
+    settings = study.user_attrs.get(SETTINGS_ATTR)
+    if not isinstance(settings, dict):
+        raise StorageError(
+            f"study {study.study_name!r} was not created by aiq-search "
+            f"(it has no {SETTINGS_ATTR!r} study attribute)"
+        )
+    return settings
+
+
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The COMPLETE trials in trial-number order: only they carry accuracy, efficiency and aIQ."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(trials, key=lambda t: t.number)
+
+
+def count_states(study: optuna.Study) -> str:
+    """How many trials are in each state, in words (``"3 complete, 1 fail"``)."""
+    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    return ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials"
+
+
+def require_complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The COMPLETE trials, or a clear error when there is none yet to plot or export."""
+    trials = complete_trials(study)
+    if not trials:
+        raise StorageError(f"study {study.study_name!r} has no COMPLETE trial yet ({count_states(study)})")
+    return trials
+
+
+def by_aiq(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Best aIQ first; the earlier trial wins a tie so the order never depends on storage order."""
+    return sorted(trials, key=lambda t: (-t.user_attrs["aiq"], t.number))
+
+
+def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials no other trial beats on both accuracy (higher) and parameter count (lower).
+
+    Computed from the user attributes rather than ``study.best_trials`` so that aIQ-mode studies,
+    whose single objective is aIQ, get the same front as Pareto-mode ones. Sorted by parameters.
+    """
+    ordered = sorted(trials, key=lambda t: (t.user_attrs["n_params"], -t.user_attrs["accuracy"], t.number))
+    front: list[FrozenTrial] = []
+    best_accuracy = float("-inf")
+    params_at_best = -1
+    for trial in ordered:
+        accuracy, params = trial.user_attrs["accuracy"], trial.user_attrs["n_params"]
+        if accuracy > best_accuracy:
+            best_accuracy, params_at_best = accuracy, params
+            front.append(trial)
+        elif accuracy == best_accuracy and params == params_at_best:
+            front.append(trial)  # an exact tie: neither dominates the other
+    return front
+
+
+def describe_architecture(spec: dict[str, Any]) -> str:
+    """One short line for hover text and tables, e.g. ``lenet5 20-50-100 elu, batch norm, dropout 0.25``."""
+    sizes = "-".join(str(s) for s in spec.get("widths") or spec.get("channels") or [])
+    parts = [" ".join(p for p in (spec.get("family", "?"), sizes, spec.get("activation", "")) if p)]
+    if spec.get("batch_norm"):
+        parts.append("batch norm")
+    if spec.get("dropout"):
+        parts.append(f"dropout {spec['dropout']:.2f}")
+    return ", ".join(parts)
