@@ -195,6 +195,9 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig, *, device: st
     dev = resolve_device(device)
     data = data.to(dev)
     model.to(dev)
+    if dev.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        # oneDNN's convolutions and max pooling run ~1.7x faster on NHWC tensors (LeNet-5, 2 cores)
+        model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     best: tuple[float, int, EfficiencyReport, dict[str, torch.Tensor]] | None = None
@@ -221,6 +224,7 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig, *, device: st
         finally:
             if best is not None:
                 model.load_state_dict(best[3])
+            model.to(memory_format=torch.contiguous_format)  # contiguous weights, as safetensors needs
     assert best is not None  # max_epochs >= 1, and a failed epoch raised above
     val_accuracy, best_epoch, val_efficiency, _ = best
     if eval_split == "validation":

@@ -45,6 +45,7 @@ def test_lenet5_learns_digits(digits) -> None:
     result = train(model, digits, config, device="cpu")
     assert result.test_accuracy >= 0.90
     assert list(result.efficiency.layers) == ["conv1", "conv2", "conv3"]
+    assert all(t.is_contiguous() for t in model.state_dict().values())  # trained NHWC, handed back NCHW
 
 
 def test_identical_seeds_give_identical_runs(digits) -> None:
