@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Callable
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
+import psycopg
 import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
+from sqlalchemy.engine import URL, make_url
 
 from aiq_search.metrics import aiq, network_efficiency
 
@@ -91,3 +98,106 @@ def mnist_dir() -> Path:
     if not (path / "mnist" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"MNIST is not under {path}/mnist/MNIST/raw")
     return path
+
+
+# --------------------------------------------------------------------------- PostgreSQL (study service tests)
+
+POSTGRES_SERVER_URL = "postgresql+psycopg://root@127.0.0.1:5432/postgres"
+
+
+def _postgres_reachable(url: URL) -> str | None:
+    """None when the server answers, else why not."""
+    try:
+        with psycopg.connect(_libpq(url), connect_timeout=5):
+            return None
+    except psycopg.OperationalError as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+def _libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> URL:
+    """The PostgreSQL server the study tests use ($AIQ_TEST_POSTGRES_URL, else root on 127.0.0.1:5432).
+
+    Started with pg_ctlcluster when it is down; the tests skip only when no server can be reached then."""
+    url = make_url(os.environ.get("AIQ_TEST_POSTGRES_URL", POSTGRES_SERVER_URL))
+    reason = _postgres_reachable(url)
+    if reason is not None and shutil.which("pg_ctlcluster") and Path("/etc/postgresql").is_dir():
+        for version in sorted(p.name for p in Path("/etc/postgresql").iterdir()):
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                           capture_output=True, timeout=60, check=False)
+        for _ in range(30):
+            reason = _postgres_reachable(url)
+            if reason is None:
+                break
+            time.sleep(1)
+    if reason is not None:
+        pytest.skip(f"no PostgreSQL server at {url.render_as_string(hide_password=True)}: {reason}")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: URL) -> Iterator[str]:
+    """A fresh, uniquely named database on the test server for one test (dropped afterwards), as a
+    SQLAlchemy URL for psycopg 3."""
+    name = f"aiq_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(postgres_server), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False)
+    finally:
+        with psycopg.connect(_libpq(postgres_server), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------- tiny study files (study service tests)
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+TINY_STUDY: dict[str, dict[str, object]] = {
+    "study": {"name": "tiny", "sampler": "random", "pruner": "none", "seed": 0, "n_trials": 3},
+    "data": {"dataset": "digits"},
+    "search": {"family": "lenet300", "n_layers": 1, "width": {"low": 4, "high": 16}, "batch_norm": [False],
+               "dropout": 0.0},
+    "training": {"optimizer": "adam", "lr": 0.01, "batch_size": 64, "max_epochs": 3, "patience": 3,
+                 "device": "cpu", "threads": 1},
+}
+
+
+@pytest.fixture
+def write_study(tmp_path: Path) -> Callable[..., Path]:
+    """Write a tiny digits study file (a few seconds per study) with its SQLite storage and artifacts in
+    tmp_path; keyword tables update its sections (a value of None removes the key)."""
+
+    def write(filename: str = "tiny.toml", **sections: dict[str, object]) -> Path:
+        tables = {name: dict(table) for name, table in TINY_STUDY.items()}
+        tables["study"].update(storage=f"sqlite:///{tmp_path / 'study.db'}", artifacts=str(tmp_path / "artifacts"))
+        for name, updates in sections.items():
+            table = tables.setdefault(name, {})
+            table.update(updates)
+            for key in [k for k, v in table.items() if v is None]:
+                del table[key]
+        text = "".join(f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items()) + "\n"
+                       for name, table in tables.items())
+        path = tmp_path / filename
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
