@@ -39,7 +39,8 @@ class DataSplits:
     """The three splits of one data set as tensors, plus what a model needs to know about them.
 
     ``randomized`` holds the (sorted) indices of the training rows whose labels ``label_noise`` replaced;
-    ``mean`` and ``std`` are the per-channel statistics of the training split used to normalize all three.
+    ``mean`` and ``std`` are the per-channel statistics of the training split used to normalize all three,
+    in the data set's own pixel units (0..255 for the torchvision sets, 0..16 for digits).
     """
 
     name: str

@@ -27,6 +27,7 @@ def mlp(digits, widths=(32,), **kw) -> torch.nn.Module:
 ADAM = TrainConfig(optimizer="adam", lr=3e-3, batch_size=64, max_epochs=4, patience=None)
 
 
+@pytest.mark.slow
 def test_lenet300_learns_digits(digits) -> None:
     model = mlp(digits, (64,))
     result = train(model, digits, TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, max_epochs=8),
@@ -36,6 +37,7 @@ def test_lenet300_learns_digits(digits) -> None:
     assert list(result.efficiency.layers) == ["fc1"] and 0 < result.efficiency.network <= 1
 
 
+@pytest.mark.slow
 def test_lenet5_learns_digits(digits) -> None:
     spec = {"family": "lenet5", "input_shape": [1, 8, 8], "num_classes": 10, "channels": [8, 16, 32],
             "activation": "relu", "batch_norm": True, "dropout": 0.0}
