@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiq_search import __version__
-from aiq_search.errors import AiqSearchError
+from aiq_search.errors import AiqSearchError, ConfigError
+
+if TYPE_CHECKING:
+    import optuna
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -36,6 +41,115 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
 
 def _add_results_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that look at finished trials and take results away."""
+    study_help = "a study file (STUDY.toml), or with --storage the name of a study in that storage"
+    storage_help = "storage URL (e.g. postgresql+psycopg://user@host/db); STUDY is then a study name"
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard on a study storage",
+                       description="Serve optuna-dashboard (every aiq-search study shows its aIQ Pareto figure).")
+    p.add_argument("study", nargs="?", metavar="STUDY.toml", help="a study file: its storage and artifacts")
+    p.add_argument("--storage", metavar="URL", help="a storage URL instead of a study file")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.set_defaults(func=_cmd_dashboard)
+
+    p = sub.add_parser("plot", help="write a self-contained HTML report of a study",
+                       description="Write one HTML page (plotly.js embedded: no network needed) with the "
+                                   "Pareto front, efficiency, per-layer efficiency and aIQ history.")
+    p.add_argument("study", metavar="STUDY", help=study_help)
+    p.add_argument("--storage", metavar="URL", help=storage_help)
+    p.add_argument("--out", metavar="FILE", type=Path, help="the HTML file (default: reports/<study>.html)")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("export", help="export trained trials: architecture, weights, metrics, ONNX",
+                       description="Write one folder per exported trial with architecture.json, "
+                                   "weights.safetensors (the trial's own weights, not retrained), metrics.json "
+                                   "and, when onnx is installed, model.onnx.")
+    p.add_argument("study", metavar="STUDY", help=study_help)
+    p.add_argument("--storage", metavar="URL", help=storage_help)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--best", action="store_const", dest="which", const="best",
+                       help="the trial with the best aIQ (the default)")
+    which.add_argument("--pareto", action="store_const", dest="which", const="pareto",
+                       help="every trial on the accuracy / parameter-count Pareto front")
+    which.add_argument("--top", type=int, metavar="K", help="the K trials with the best aIQ")
+    p.add_argument("--out", metavar="DIR", type=Path, required=True, help="output folder (must be empty)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty output folder, replacing "
+                                                        "the exported trials' folders")
+    p.add_argument("--artifacts", metavar="DIR", type=Path,
+                   help="where the study's artifacts are on this machine (default: the folder it recorded)")
+    p.set_defaults(func=_cmd_export, which="best")
+
+    p = sub.add_parser("evaluate", help="reload an exported model and check its recorded numbers",
+                       description="Rebuild an exported model, measure it again on the split it was scored "
+                                   "on, and compare accuracy, efficiencies and aIQ with the recorded ones. "
+                                   "Exit status 1 when any differs.")
+    p.add_argument("dir", metavar="DIR", type=Path, help="a trial folder written by 'aiq-search export'")
+    p.add_argument("--data-dir", metavar="DIR", help="data set folder (default: the recorded one, else "
+                                                      "$AIQ_DATA_DIR, else the user cache)")
+    p.add_argument("--device", default=None,
+                   help="auto, cpu, cuda or cuda:N (default: the kind of device the trial was trained on, "
+                        "when there is one here, else the CPU)")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _open_study_arg(study: str, storage: str | None) -> optuna.Study:
+    """STUDY on the command line: a study file, or with --storage a study name in that storage."""
+    from aiq_search.results import open_study
+    from aiq_search.studyfile import load_study_file
+
+    if storage is not None:
+        return open_study(storage, study)
+    config = load_study_file(study)
+    return open_study(config.study.storage, config.study.name)
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from aiq_search.dashboard import serve
+    from aiq_search.studyfile import load_study_file
+
+    if (args.study is None) == (args.storage is None):
+        raise ConfigError("give a study file or --storage URL (one of them)")
+    if args.storage is not None:
+        serve(args.storage, host=args.host, port=args.port)
+    else:
+        config = load_study_file(args.study)
+        serve(config.study.storage, host=args.host, port=args.port, artifacts=config.study.artifacts)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from aiq_search.plots import write_report
+
+    study = _open_study_arg(args.study, args.storage)
+    out = args.out or Path("reports") / f"{study.study_name}.html"
+    print(write_report(study, out))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from aiq_search.export import export_trials
+
+    study = _open_study_arg(args.study, args.storage)
+    which = "top" if args.top is not None else args.which
+    for folder in export_trials(study, args.out, which=which, k=args.top or 1, force=args.force,
+                                artifacts=args.artifacts):
+        print(folder)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from aiq_search.export import evaluate
+
+    result = evaluate(args.dir, data_dir=args.data_dir, device=args.device)
+    print(f"trial #{result['trial']} of {result['study']}, {result['split']} split of {result['dataset']} "
+          f"on {result['device']}")
+    print(f"{'':24} {'recorded':>20} {'measured':>20}")
+    for name, (recorded, measured) in result["compared"].items():
+        mark = "" if recorded == measured else "   DIFFERS"
+        print(f"{name:24} {recorded!s:>20} {measured!s:>20}{mark}")
+    print("all equal" if result["equal"] else "some numbers differ from the recorded ones")
+    return 0 if result["equal"] else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
