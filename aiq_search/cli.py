@@ -14,6 +14,9 @@ from aiq_search.errors import AiqSearchError, ConfigError
 if TYPE_CHECKING:
     import optuna
 
+    from aiq_search.study import StudyStatus
+    from aiq_search.studyfile import StudyFile
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -33,6 +36,160 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that create studies and work on them."""
+    p = sub.add_parser("run", help="create or resume a study and work on it in this process",
+                       description="Create the study of STUDY.toml (or resume it: finished trials count and are "
+                                   "not repeated) and run trials until it has n_trials COMPLETE trials.")
+    _add_work_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("worker", help="join an existing study (e.g. from another machine)",
+                       description="Work on a study that 'run' or 'launch' created, alongside other workers; "
+                                   "stops when the study has n_trials COMPLETE trials.")
+    _add_work_options(p)
+    p.add_argument("--worker-index", type=int, metavar="I",
+                   help="offsets the sampler seed so workers sample differently (default: from the process id)")
+    p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("launch", help="run N local worker processes on one study",
+                       description="Start N 'aiq-search worker' processes on this machine, spread over the "
+                                   "devices, CPU threads divided between them; Ctrl-C stops them cleanly.")
+    p.add_argument("study_file", metavar="STUDY.toml")
+    p.add_argument("--workers", type=_positive_int, required=True, metavar="N")
+    p.add_argument("--devices", metavar="LIST",
+                   help="comma-separated devices given out round-robin, e.g. cuda:0,cuda:1 (default: the file's)")
+    _add_study_overrides(p)
+    p.set_defaults(func=_cmd_launch)
+
+    p = sub.add_parser("status", help="studies, trial counts by state and the best trials",
+                       description="Show the study of STUDY.toml, or every study in --storage.")
+    p.add_argument("study_file", nargs="?", metavar="STUDY.toml")
+    p.add_argument("--storage", metavar="URL", help="a storage URL: every study in it (with STUDY.toml: its study)")
+    p.add_argument("--top", type=_positive_int, default=5, metavar="K", help="best trials shown (default: 5)")
+    p.set_defaults(func=_cmd_status)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _add_study_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-trials", type=_positive_int, metavar="N", help="COMPLETE trials the study ends with")
+    p.add_argument("--timeout", type=_positive_float, metavar="S", help="start no trial after S seconds")
+    p.add_argument("--storage", metavar="URL", help="storage URL instead of the file's (sqlite:///…, "
+                                                    "postgresql+psycopg://user@host/db)")
+
+
+def _add_work_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study_file", metavar="STUDY.toml")
+    _add_study_overrides(p)
+    p.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: the file's)")
+    p.add_argument("--threads", type=_positive_int, metavar="T", help="CPU threads for torch (default: the file's)")
+    p.add_argument("--no-progress", action="store_true", help="one line per trial, no live progress bar")
+
+
+def _study_config(args: argparse.Namespace, *, device: str | None = None, threads: int | None = None) -> StudyFile:
+    from aiq_search.studyfile import load_study_file
+
+    return load_study_file(args.study_file).with_overrides(
+        n_trials=args.n_trials, timeout=args.timeout, storage=args.storage, device=device, threads=threads)
+
+
+def _work(args: argparse.Namespace, *, create: bool, worker_index: int, label: str | None) -> int:
+    import optuna
+    from rich.console import Console
+
+    from aiq_search.study import run_study
+
+    config = _study_config(args, device=args.device, threads=args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from aiq_search instead
+    summary = run_study(config, create=create, worker_index=worker_index, label=label, console=Console(),
+                        progress_bar=not args.no_progress)
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary.counts.items()))
+    prefix = f"[{label}] " if label else ""
+    print(f"{prefix}{summary.study_name}: {counts} (target {summary.n_trials} complete); this process ran "
+          f"{summary.ran} trials in {summary.seconds:.1f} s")
+    if summary.best:
+        best = summary.best[0]
+        print(f"{prefix}best: trial {best.number}, aIQ {best.aiq:.4f}, accuracy {best.accuracy:.4f}, "
+              f"{best.n_params:,} parameters")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _work(args, create=True, worker_index=0, label=None)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
+    index = args.worker_index if args.worker_index is not None else os.getpid()
+    return _work(args, create=False, worker_index=index, label=f"worker {index}")
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    import optuna
+
+    from aiq_search.workers import launch
+
+    config = _study_config(args)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    options = [arg for name, value in (("--n-trials", args.n_trials), ("--timeout", args.timeout),
+                                       ("--storage", args.storage)) if value is not None
+               for arg in (name, str(value))]
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    summary = launch(args.study_file, config, workers=args.workers, devices=devices, worker_options=options)
+    for plan, code in zip(summary.plans, summary.returncodes, strict=True):
+        print(f"worker {plan.index} ({plan.device}, {plan.threads} threads): exit status {code}")
+    _print_status([summary.status], top=5)
+    print(f"{'interrupted' if summary.interrupted else 'finished'} after {summary.seconds:.1f} s")
+    return summary.returncode
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from aiq_search.study import study_status
+    from aiq_search.studyfile import load_study_file
+
+    if args.study_file is not None:
+        config = load_study_file(args.study_file)
+        statuses = study_status(args.storage or config.study.storage, config.study.name, top=args.top)
+    elif args.storage is not None:
+        statuses = study_status(args.storage, top=args.top)
+    else:
+        raise ConfigError("status needs a study file or --storage URL")
+    _print_status(statuses, top=args.top)
+    return 0
+
+
+def _print_status(statuses: Sequence[StudyStatus], *, top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not statuses:
+        console.print("no studies in this storage")
+    for status in statuses:
+        counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(status.counts.items())) or "no trials"
+        target = f", target {status.n_trials} complete" if status.n_trials is not None else ""
+        console.print(f"[bold]{status.name}[/bold] ({status.mode} mode): {counts}{target}", highlight=False)
+        if not status.best:
+            continue
+        table = Table(title=f"top {min(top, len(status.best))} by aIQ", title_justify="left")
+        for column in ("trial", "aIQ", "accuracy", "parameters", "efficiency", "epochs"):
+            table.add_column(column, justify="right")
+        for row in status.best:
+            table.add_row(str(row.number), f"{row.aiq:.4f}", f"{row.accuracy:.4f}", f"{row.n_params:,}",
+                          f"{row.network_efficiency:.3f}", str(row.epochs))
+        console.print(table)
 
 
 # ----------------------------------------------------------------------------- results commands

@@ -201,3 +201,27 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+TRIAL_ATTRS = {"aiq", "accuracy", "val_accuracy", "test_accuracy", "n_params", "network_efficiency",
+               "layer_efficiencies", "epochs", "train_seconds", "device", "architecture", "weights_artifact_id"}
+
+
+@pytest.fixture
+def check_recorded() -> Callable[[optuna.trial.FrozenTrial], None]:
+    """Check that a COMPLETE trial of a tiny study carries every attribute of CONTRACTS.md, consistently."""
+    from aiq_search.architectures import build_model, count_parameters
+
+    def check(trial: optuna.trial.FrozenTrial, beta: float = 2.0) -> None:
+        attrs = trial.user_attrs
+        assert trial.state == TrialState.COMPLETE
+        assert TRIAL_ATTRS <= set(attrs), TRIAL_ATTRS - set(attrs)
+        assert attrs["aiq"] == pytest.approx(aiq(attrs["network_efficiency"], attrs["accuracy"], beta))
+        assert 0.0 <= attrs["accuracy"] <= 1.0 and 0.0 <= attrs["test_accuracy"] <= 1.0
+        assert set(attrs["layer_efficiencies"]) == {"fc1"}  # one hidden layer; the classifier is not probed
+        assert attrs["architecture"]["family"] == "lenet300"
+        assert attrs["n_params"] == count_parameters(build_model(attrs["architecture"]))
+        assert attrs["epochs"] >= 1 and attrs["train_seconds"] > 0 and attrs["device"] == "cpu"
+        assert "fail_reason" not in attrs
+
+    return check

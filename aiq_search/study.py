@@ -1,0 +1,548 @@
+"""The study service: open storage, create or resume a study, and work on it until it has its trials.
+
+A study's ``n_trials`` is the number of COMPLETE trials it ends with, however many workers share it: each
+worker starts a trial only while COMPLETE + RUNNING trials are fewer than ``n_trials`` (or a retried trial
+is WAITING), and waits while the last trials run elsewhere, since one of them may still fail and need
+replacing. A trial that another worker started at the same instant checks its place in trial-number order
+and gives itself up (FAIL, with its reason) rather than overshoot the count.
+
+Fault tolerance is Optuna's: heartbeats mark the trials of a killed worker FAIL after the grace period and
+`RetryHeartbeatStaleTrialCallback` queues them again for any worker. A trial that raises ends FAIL with
+``fail_reason`` recorded and the study goes on; KeyboardInterrupt is never swallowed.
+
+What a trial records (user attrs, study attrs, artifact) is fixed in docs/CONTRACTS.md, "Trials in storage".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, Trial, TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import save_file
+from sqlalchemy.engine import make_url
+
+from aiq_search.architectures import FAMILIES, build_model, count_parameters
+from aiq_search.data import DataSplits, load_dataset
+from aiq_search.errors import AiqSearchError, ConfigError, StorageError
+from aiq_search.metrics import aiq
+from aiq_search.results import SETTINGS_ATTR, check_storage_url, redact
+from aiq_search.studyfile import StudyFile
+from aiq_search.training import EpochReport, TrainConfig, resolve_device, train
+
+__all__ = [
+    "RunSummary",
+    "StudyStatus",
+    "TrialRow",
+    "create_or_load_study",
+    "open_storage",
+    "run_study",
+    "study_status",
+    "work_on_study",
+]
+
+WEIGHTS_FILE = "weights.safetensors"
+# SQLite waits this long for another worker's write lock instead of failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 120
+POSTGRES_CONNECT_TIMEOUT_S = 10
+# A worker whose trials all fail in a row is broken (bad environment, bug), not unlucky: stop it.
+MAX_FAILURES_IN_A_ROW = 10
+
+
+# ----------------------------------------------------------------------------------------------- storage
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL (None for in-memory or non-SQLite URLs)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _prepare_sqlite(path: Path) -> None:
+    """WAL lets workers read while one writes; the mode is stored in the file, so setting it once is enough."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.close()
+
+
+def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                 max_retry: int = 3, create: bool = True) -> RDBStorage:
+    """Optuna's SQL storage for ``url``, tuned for several workers, with heartbeats when an interval is given.
+
+    ``create=False`` refuses an SQLite file that does not exist (to join or inspect a study). A storage that
+    cannot be reached is a one-line `StorageError` naming the URL (password masked) and the cause.
+    """
+    try:
+        sqlite_file = _sqlite_file(url)
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise StorageError(f"not a storage URL: {redact(url)!r} ({exc})") from None
+    engine_kwargs: dict[str, Any]
+    if sqlite_file is not None:
+        if create:
+            _prepare_sqlite(sqlite_file)
+        else:
+            check_storage_url(url)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    elif make_url(url).get_backend_name() == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are experimental in Optuna
+            heartbeat: dict[str, Any] = {}
+            if heartbeat_interval is not None:
+                heartbeat = {
+                    "heartbeat_interval": heartbeat_interval,
+                    "grace_period": grace_period,
+                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                }
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise StorageError(f"cannot open the storage {redact(url)}: {reason}") from None
+
+
+# ----------------------------------------------------------------------------------------------- studies
+
+
+def _directions(config: StudyFile) -> list[StudyDirection]:
+    if config.study.mode == "aiq":
+        return [StudyDirection.MAXIMIZE]
+    return [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+
+
+def _metric_names(config: StudyFile) -> list[str]:
+    return ["aIQ"] if config.study.mode == "aiq" else ["accuracy", "n_params"]
+
+
+def make_sampler(config: StudyFile, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """The study file's sampler; each worker gets its own seed so parallel workers do not sample alike."""
+    seed = config.study.seed + worker_index
+    name = config.study.sampler
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":  # every combination of the (discrete) space, conditional choices included
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return optuna.samplers.BruteForceSampler(seed=seed)
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def make_pruner(config: StudyFile) -> optuna.pruners.BasePruner:
+    """Pruning on the per-epoch aIQ. The median pruner waits for half the epochs: early aIQ says little, and
+    the bar (the median of finished trials) is set by survivors, so pruning at epoch 1 would stop nearly all."""
+    if config.study.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=config.training.max_epochs // 2)
+    if config.study.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.training.max_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def _settings(config: StudyFile) -> dict[str, Any]:
+    """The study attribute that plots, export and the dashboard read (CONTRACTS.md)."""
+    data_dir = config.data.data_dir or os.environ.get("AIQ_DATA_DIR")
+    return {
+        "config": config.record(),
+        "mode": config.study.mode,
+        "beta": config.study.beta,
+        "dataset": config.data.dataset,
+        "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+        "family": config.search.family,
+        "eval_split": config.study.eval_split,
+        "artifacts": str(Path(config.study.artifacts).expanduser().resolve()),
+    }
+
+
+def create_or_load_study(config: StudyFile, storage: RDBStorage, *, create: bool = True,
+                         worker_index: int = 0) -> optuna.Study:
+    """The study named in ``config``: created if ``create`` and absent, else loaded; a study whose mode
+    differs from the file's is refused. Creating (or resuming with ``run``) records the file's settings."""
+    name = config.study.name
+    sampler, pruner = make_sampler(config, worker_index), make_pruner(config)
+    exists = name in optuna.get_all_study_names(storage)
+    if not exists and not create:
+        raise StorageError(f"no study named {name!r} in {redact(storage.url)}; create it with "
+                           "'aiq-search run' or 'aiq-search launch' first")
+    study = optuna.create_study(storage=storage, study_name=name, directions=_directions(config),
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    if list(study.directions) != _directions(config):
+        recorded = study.user_attrs.get(SETTINGS_ATTR, {}).get("mode", "another")
+        raise ConfigError(f"study {name!r} in {redact(storage.url)} was created in {recorded} mode with "
+                          f"{len(study.directions)} objective(s); the file asks for {config.study.mode} mode")
+    if create:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(_metric_names(config))
+        study.set_user_attr(SETTINGS_ATTR, _settings(config))
+    return study
+
+
+# ----------------------------------------------------------------------------------------------- trials
+
+
+class _Surplus(Exception):
+    """This trial was started while the study already had all the trials it needs."""
+
+
+class _Objective:
+    """One trial: sample a spec, build, train (reporting aIQ per epoch), record, save the weights."""
+
+    def __init__(self, config: StudyFile, data: DataSplits, device: torch.device, n_trials: int, poll_s: float,
+                 on_epoch: Callable[[Trial, EpochReport], None]) -> None:
+        self.config = config
+        self.poll_s = poll_s
+        self.data = data
+        self.device = device
+        self.n_trials = n_trials
+        self.on_epoch = on_epoch
+        self.family = FAMILIES[config.search.family]
+        self.space = config.search.space()
+        self.store = FileSystemArtifactStore(_artifact_dir(config))
+        training = config.training
+        self.train_config = dict(optimizer=training.optimizer, lr=training.lr, momentum=training.momentum,
+                                 nesterov=training.nesterov, weight_decay=training.weight_decay,
+                                 batch_size=training.batch_size, max_epochs=training.max_epochs,
+                                 patience=training.patience)
+
+    def __call__(self, trial: Trial) -> float | tuple[float, float]:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except _Surplus as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGINT)")
+            raise
+
+    def _wait_for_place(self, trial: Trial) -> None:
+        """Hold a trial that a race let start while earlier trials could already fill the study: it runs if
+        one of them ends without completing, and gives itself up if they complete."""
+        study = trial.study
+        while True:
+            ahead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                     if t.number < trial.number]
+            complete = sum(t.state == TrialState.COMPLETE for t in ahead)
+            if complete >= self.n_trials:
+                raise _Surplus(f"not needed: {complete} earlier trials completed the study of {self.n_trials} "
+                               "while this one was waiting to start")
+            if len(ahead) < self.n_trials:
+                return
+            time.sleep(self.poll_s)
+            _fail_stale_trials(study)
+
+    def _run(self, trial: Trial) -> float | tuple[float, float]:
+        self._wait_for_place(trial)
+        beta = self.config.study.beta
+        spec = self.family.sample(trial, self.space, self.data.input_shape, self.data.num_classes)
+        trial.set_user_attr("architecture", spec)
+        seed = self.config.study.seed + trial.number
+        model = build_model(spec, seed=seed)
+        n_params = count_parameters(model)
+        trial.set_user_attr("n_params", n_params)
+        pareto = self.config.study.mode == "pareto"
+
+        def report(epoch: EpochReport) -> None:
+            self.on_epoch(trial, epoch)
+            if pareto:  # Optuna keeps no intermediate values for multi-objective trials
+                return
+            trial.report(aiq(epoch.efficiency.network, epoch.val_accuracy, beta), epoch.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"aIQ below the pruner's bar after epoch {epoch.epoch}")
+
+        result = train(model, self.data, TrainConfig(**self.train_config, seed=seed), device=self.device,
+                       eval_split=self.config.study.eval_split, epoch_callback=report)
+        score = aiq(result.efficiency.network, result.eval_accuracy, beta)
+        for key, value in {
+            "aiq": score,
+            "accuracy": result.eval_accuracy,
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "network_efficiency": result.efficiency.network,
+            "layer_efficiencies": result.efficiency.layer_efficiencies,
+            "epochs": result.epochs,
+            "train_seconds": result.seconds,
+            "device": result.device,
+        }.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("weights_artifact_id", self._save_weights(trial, model))
+        return (result.eval_accuracy, float(n_params)) if pareto else score
+
+    def _save_weights(self, trial: Trial, model: torch.nn.Module) -> str:
+        """The trained (best-validation) weights as an Optuna artifact, so exporting never retrains."""
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        with tempfile.TemporaryDirectory(prefix="aiq-search-") as tmp:
+            path = Path(tmp) / WEIGHTS_FILE
+            save_file(tensors, str(path))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
+                                       mimetype="application/octet-stream")
+
+
+def _artifact_dir(config: StudyFile) -> Path:
+    path = Path(config.study.artifacts).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials of dead workers (heartbeat older than the grace period) with the reason recorded,
+    then let Optuna's own pass fail them and queue their retries."""
+    storage = study._storage  # Optuna has no public way to list stale trials before it fails them
+    if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
+        return
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            storage.set_trial_user_attr(trial_id, "fail_reason",
+                                        "its worker stopped sending heartbeats (killed or lost); retried")
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _counts(study: optuna.Study) -> Counter[TrialState]:
+    return Counter(t.state for t in study.get_trials(deepcopy=False))
+
+
+def _may_start(study: optuna.Study, n_trials: int, deadline: float | None, poll_s: float) -> bool:
+    """Whether this worker should start another trial; waits while the study's last trials run elsewhere."""
+    while True:
+        _fail_stale_trials(study)
+        counts = _counts(study)
+        if counts[TrialState.COMPLETE] >= n_trials:
+            return False
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        if counts[TrialState.WAITING] or counts[TrialState.COMPLETE] + counts[TrialState.RUNNING] < n_trials:
+            return True
+        time.sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as status and summaries show it."""
+
+    number: int
+    state: str
+    aiq: float | None
+    accuracy: float | None
+    n_params: int | None
+    network_efficiency: float | None
+    epochs: int | None
+    fail_reason: str | None = None
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRow:
+        attrs = trial.user_attrs
+        return cls(trial.number, trial.state.name, attrs.get("aiq"), attrs.get("accuracy"), attrs.get("n_params"),
+                   attrs.get("network_efficiency"), attrs.get("epochs"), attrs.get("fail_reason"))
+
+
+def _best(study: optuna.Study, top: int) -> list[TrialRow]:
+    """The COMPLETE trials with the highest aIQ (recorded in both modes)."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "aiq" in t.user_attrs]
+    done.sort(key=lambda t: (-t.user_attrs["aiq"], t.number))
+    return [TrialRow.of(t) for t in done[:top]]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one worker did and where the study stands afterwards."""
+
+    study_name: str
+    storage: str
+    n_trials: int
+    counts: dict[str, int]
+    ran: int
+    seconds: float
+    best: list[TrialRow] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.counts.get("COMPLETE", 0) >= self.n_trials
+
+
+class _Display:
+    """Terminal progress (rich): a bar of COMPLETE trials, the trial and epoch now running, the best aIQ;
+    one line per finished trial. ``bar=False`` keeps only the lines (logs, launched workers)."""
+
+    def __init__(self, console: Console | None, n_trials: int, bar: bool, prefix: str) -> None:
+        self.console = console
+        self.prefix = prefix
+        self.best: float | None = None
+        self.progress: Progress | None = None
+        if console is not None and bar and console.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=console, transient=True)
+            self.task = self.progress.add_task("starting", total=n_trials)
+
+    def __enter__(self) -> _Display:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _describe(self, text: str) -> None:
+        best = "–" if self.best is None else f"{self.best:.4f}"
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"{text} · best aIQ {best}")
+
+    def epoch(self, trial: Trial, report: EpochReport, max_epochs: int) -> None:
+        self._describe(f"trial {trial.number} · epoch {report.epoch}/{max_epochs}")
+
+    def finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        best = _best(study, 1)
+        self.best = best[0].aiq if best else None
+        if self.progress is not None:
+            self.progress.update(self.task, completed=_counts(study)[TrialState.COMPLETE])
+        self._describe("waiting")
+        if self.console is None:
+            return
+        row = TrialRow.of(trial)
+        if trial.state == TrialState.COMPLETE:
+            detail = (f"aIQ {row.aiq:.4f}  accuracy {row.accuracy:.4f}  {row.n_params:,} params  "
+                      f"efficiency {row.network_efficiency:.3f}  {row.epochs} epochs")
+        elif trial.state == TrialState.FAIL:
+            detail = row.fail_reason or "failed"
+        else:
+            detail = f"after {len(trial.intermediate_values)} epochs"
+        self.console.print(f"{self.prefix}trial {trial.number} {trial.state.name.lower()}: {detail}",
+                           markup=False, highlight=False, soft_wrap=True)
+
+
+def _after_trial_callbacks() -> list[Callable[[optuna.Study, FrozenTrial], None]]:
+    """Callbacks run after every finished trial: the dashboard's figures, when that module is installed."""
+    try:
+        from aiq_search.dashboard import publish_figures
+    except ModuleNotFoundError as exc:  # the dashboard is optional: only its own absence is tolerated
+        if exc.name != "aiq_search.dashboard":
+            raise
+        return []
+
+    def publish(study: optuna.Study, trial: FrozenTrial) -> None:
+        publish_figures(study)
+
+    return [publish]
+
+
+def work_on_study(study: optuna.Study, config: StudyFile, *, worker_index: int = 0, label: str | None = None,
+                  console: Console | None = None, progress_bar: bool = True) -> RunSummary:
+    """Run trials of ``study`` in this process until it has ``config.study.n_trials`` COMPLETE trials or
+    ``config.study.timeout`` seconds have passed. Safe to run in many processes on one study."""
+    started = time.monotonic()
+    n_trials = config.study.n_trials
+    deadline = started + config.study.timeout if config.study.timeout is not None else None
+    device = resolve_device(config.training.device)
+    data = load_dataset(config.data.dataset, data_dir=config.data.data_dir, download=config.data.download,
+                        val_size=config.data.val_size, seed=config.study.seed,
+                        label_noise=config.data.label_noise).to(device)
+    prefix = f"[{label}] " if label else ""
+    poll_s = min(2.0, config.study.heartbeat_interval / 2)
+    ran = failures_in_a_row = 0
+    last: list[FrozenTrial] = []
+
+    def remember(study: optuna.Study, trial: FrozenTrial) -> None:
+        last[:] = [trial]
+
+    with _Display(console, n_trials, progress_bar, prefix) as display:
+        objective = _Objective(config, data, device, n_trials, poll_s,
+                               lambda t, r: display.epoch(t, r, config.training.max_epochs))
+        callbacks = [remember, display.finished, *_after_trial_callbacks()]
+        while _may_start(study, n_trials, deadline, poll_s):
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+            ran += 1
+            if study._stop_flag:  # a sampler stopped the study: the grid sampler has tried every combination
+                break
+            failures_in_a_row = failures_in_a_row + 1 if last[0].state == TrialState.FAIL else 0
+            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise AiqSearchError(f"{failures_in_a_row} trials in a row failed in this worker; the last: "
+                                     f"{last[0].user_attrs.get('fail_reason', 'no reason recorded')}")
+    return RunSummary(study.study_name, redact(config.study.storage), n_trials,
+                      {s.name: n for s, n in _counts(study).items()}, ran, time.monotonic() - started,
+                      _best(study, 5))
+
+
+def run_study(config: StudyFile, *, create: bool = True, worker_index: int = 0, label: str | None = None,
+              console: Console | None = None, progress_bar: bool = True) -> RunSummary:
+    """Create (``create``) or join the study of ``config`` and work on it in this process until done.
+
+    Re-running resumes: finished trials count towards ``n_trials`` and are never repeated.
+    """
+    if config.training.threads is not None:
+        torch.set_num_threads(config.training.threads)
+    study_cfg = config.study
+    storage = open_storage(study_cfg.storage, heartbeat_interval=study_cfg.heartbeat_interval,
+                           grace_period=study_cfg.grace_period, max_retry=study_cfg.max_retry, create=create)
+    study = create_or_load_study(config, storage, create=create, worker_index=worker_index)
+    return work_on_study(study, config, worker_index=worker_index, label=label, console=console,
+                         progress_bar=progress_bar)
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """One study in a storage: its mode, target, trial counts by state and best trials by aIQ."""
+
+    name: str
+    mode: str
+    n_trials: int | None
+    counts: dict[str, int]
+    best: list[TrialRow]
+
+
+def study_status(storage_url: str, study_name: str | None = None, *, top: int = 5) -> list[StudyStatus]:
+    """The studies in a storage (or just ``study_name``), for ``aiq-search status``."""
+    storage = open_storage(storage_url, create=False)
+    names = sorted(optuna.get_all_study_names(storage))
+    if study_name is not None:
+        if study_name not in names:
+            held = ", ".join(names) or "no studies"
+            raise StorageError(f"no study named {study_name!r} in {redact(storage_url)} (it holds {held})")
+        names = [study_name]
+    statuses = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        settings = study.user_attrs.get(SETTINGS_ATTR, {})
+        mode = settings.get("mode") or ("aiq" if len(study.directions) == 1 else "pareto")
+        target = settings.get("config", {}).get("study", {}).get("n_trials")
+        statuses.append(StudyStatus(name, mode, target, {s.name: n for s, n in _counts(study).items()},
+                                    _best(study, top)))
+    return statuses

@@ -1,0 +1,94 @@
+"""Several worker processes on one SQLite study: `launch`, its device and thread plan, Ctrl-C, resume."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from aiq_search.errors import ConfigError
+from aiq_search.studyfile import load_study_file
+from aiq_search.workers import WorkerPlan, plan_workers
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aiq_search.cli", *args]
+
+
+def load(path: Path) -> optuna.Study:
+    config = load_study_file(path)
+    return optuna.load_study(study_name=config.study.name, storage=config.study.storage)
+
+
+def test_plan_spreads_devices_round_robin_and_divides_threads() -> None:
+    assert plan_workers(3, ["cuda:0", "cuda:1"], 16) == [
+        WorkerPlan(0, "cuda:0", 5), WorkerPlan(1, "cuda:1", 5), WorkerPlan(2, "cuda:0", 5)]
+    assert plan_workers(4, ["cpu"], 2) == [WorkerPlan(i, "cpu", 1) for i in range(4)]
+    with pytest.raises(ConfigError, match="--workers must be at least 1"):
+        plan_workers(0, ["cpu"], 2)
+
+
+@pytest.mark.slow
+def test_two_workers_share_an_sqlite_study(write_study: Callable[..., Path],
+                                           check_recorded: Callable[[FrozenTrial], None]) -> None:
+    path = write_study(study={"n_trials": 8, "pruner": "median"})
+    result = subprocess.run(cli("launch", str(path), "--workers", "2", "--devices", "cpu"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "database is locked" not in result.stdout + result.stderr
+    for index in (0, 1):  # both worked, each on one of the two cores
+        assert f"[worker {index}] trial " in result.stdout
+        assert f"worker {index} (cpu, 1 threads): exit status 0" in result.stdout
+    trials = load(path).get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 8  # the study's count, not each worker's
+    assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
+    for trial in done:
+        check_recorded(trial)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_workers_cleanly_and_run_resumes(write_study: Callable[..., Path]) -> None:
+    """SIGINT to the launcher: workers stop, running trials end FAIL 'interrupted', finished trials stay;
+    `run` then resumes to the target without repeating them."""
+    path = write_study(study={"n_trials": 40}, training={"max_epochs": 150, "patience": 150})
+    launcher = subprocess.Popen(cli("launch", str(path), "--workers", "2", "--devices", "cpu"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if Path(load_study_file(path).study.storage.removeprefix("sqlite:///")).exists():
+                states = [t.state for t in load(path).get_trials()]
+                if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+                    break
+        else:
+            pytest.fail("no trial completed while another ran")
+        launcher.send_signal(signal.SIGINT)
+        out, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 130, err
+    assert "interrupted after" in out
+    trials = load(path).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert interrupted and all(t.user_attrs["fail_reason"].startswith("interrupted") for t in interrupted)
+    finished = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
+    assert 1 <= len(finished) < 40
+
+    target = str(len(finished) + 1)
+    resumed = subprocess.run(cli("run", str(path), "--n-trials", target, "--no-progress"),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "this process ran 1 trials" in resumed.stdout
+    after = {t.number: t.values for t in load(path).get_trials(states=(TrialState.COMPLETE,))}
+    assert len(after) == len(finished) + 1 and all(after[n] == v for n, v in finished.items())
