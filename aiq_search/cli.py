@@ -199,12 +199,14 @@ def _print_status(statuses: Sequence[StudyStatus], *, top: int) -> None:
 def _add_results_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that look at finished trials and take results away."""
     study_help = "a study file (STUDY.toml), or with --storage the name of a study in that storage"
-    storage_help = "storage URL (e.g. postgresql+psycopg://user@host/db); STUDY is then a study name"
+    storage_help = ("storage URL (e.g. postgresql+psycopg://user@host/db) instead of the study file's; "
+                    "STUDY may then be a study name")
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard on a study storage",
                        description="Serve optuna-dashboard (every aiq-search study shows its aIQ Pareto figure).")
-    p.add_argument("study", nargs="?", metavar="STUDY.toml", help="a study file: its storage and artifacts")
-    p.add_argument("--storage", metavar="URL", help="a storage URL instead of a study file")
+    p.add_argument("study", nargs="?", metavar="STUDY.toml",
+                   help="a study file: its storage, and its artifacts for the dashboard to offer")
+    p.add_argument("--storage", metavar="URL", help="storage URL (instead of the study file's)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
@@ -251,27 +253,29 @@ def _add_results_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _open_study_arg(study: str, storage: str | None) -> optuna.Study:
-    """STUDY on the command line: a study file, or with --storage a study name in that storage."""
+    """STUDY on the command line: a study file (its storage unless --storage is given), or with --storage
+    a study name in that storage."""
     from aiq_search.results import open_study
     from aiq_search.studyfile import load_study_file
 
-    if storage is not None:
+    if storage is not None and not study.endswith(".toml"):
         return open_study(storage, study)
     config = load_study_file(study)
-    return open_study(config.study.storage, config.study.name)
+    return open_study(storage or config.study.storage, config.study.name)
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from aiq_search.dashboard import serve
     from aiq_search.studyfile import load_study_file
 
-    if (args.study is None) == (args.storage is None):
-        raise ConfigError("give a study file or --storage URL (one of them)")
-    if args.storage is not None:
+    if args.study is None:
+        if args.storage is None:
+            raise ConfigError("give a study file or --storage URL")
         serve(args.storage, host=args.host, port=args.port)
     else:
         config = load_study_file(args.study)
-        serve(config.study.storage, host=args.host, port=args.port, artifacts=config.study.artifacts)
+        serve(args.storage or config.study.storage, host=args.host, port=args.port,
+              artifacts=config.study.artifacts)
     return 0
 
 
