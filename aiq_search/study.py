@@ -15,14 +15,14 @@ What a trial records (user attrs, study attrs, artifact) is fixed in docs/CONTRA
 
 from __future__ import annotations
 
-import math
+import copy
 import os
 import sqlite3
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,16 @@ def _prepare_sqlite(path: Path) -> None:
     connection.close()
 
 
+class _RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a dead worker's trial (same params, queued WAITING for any worker), but starting
+    clean: the retry must not inherit the dead trial's ``fail_reason`` or partial records."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        clean = copy.deepcopy(trial)
+        clean.user_attrs = {}
+        super().__call__(study, clean)
+
+
 def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
                  max_retry: int = 3, create: bool = True) -> RDBStorage:
     """Optuna's SQL storage for ``url``, tuned for several workers, with heartbeats when an interval is given.
@@ -117,7 +127,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
                 heartbeat = {
                     "heartbeat_interval": heartbeat_interval,
                     "grace_period": grace_period,
-                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                    "heartbeat_stale_trial_callback": _RetryStaleTrial(max_retry=max_retry),
                 }
             return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
