@@ -281,13 +281,14 @@ class _Objective:
         n_params = count_parameters(model)
         trial.set_user_attr("n_params", n_params)
         pareto = self.config.study.mode == "pareto"
+        prunes = self.config.study.pruner != "none"  # asking a pruner that never prunes costs a storage read
 
         def report(epoch: EpochReport) -> None:
             self.on_epoch(trial, epoch)
             if pareto:  # Optuna keeps no intermediate values for multi-objective trials
                 return
             trial.report(aiq(epoch.efficiency.network, epoch.val_accuracy, beta), epoch.epoch)
-            if trial.should_prune():
+            if prunes and trial.should_prune():
                 raise optuna.TrialPruned(f"aIQ below the pruner's bar after epoch {epoch.epoch}")
 
         result = train(model, self.data, TrainConfig(**self.train_config, seed=seed), device=self.device,
@@ -335,10 +336,13 @@ def _fail_stale_trials(study: optuna.Study) -> None:
     storage = study._storage  # Optuna has no public way to list stale trials before it fails them
     if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
         return
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    stale = storage._get_stale_trial_ids(study._study_id)
+    if not stale:
+        return
+    for trial_id in stale:
         try:
             storage.set_trial_user_attr(trial_id, "fail_reason",
-                                        "its worker stopped sending heartbeats (killed or lost); retried")
+                                        "its worker stopped sending heartbeats (killed or lost)")
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker failed it first
     with warnings.catch_warnings():
@@ -348,6 +352,10 @@ def _fail_stale_trials(study: optuna.Study) -> None:
 
 def _counts(study: optuna.Study) -> Counter[TrialState]:
     return Counter(t.state for t in study.get_trials(deepcopy=False))
+
+
+def _state_names(trials: list[FrozenTrial]) -> dict[str, int]:
+    return dict(Counter(t.state.name for t in trials))
 
 
 def _may_start(study: optuna.Study, n_trials: int, deadline: float | None, poll_s: float) -> bool:
@@ -384,9 +392,9 @@ class TrialRow:
                    attrs.get("network_efficiency"), attrs.get("epochs"), attrs.get("fail_reason"))
 
 
-def _best(study: optuna.Study, top: int) -> list[TrialRow]:
+def _best(trials: list[FrozenTrial], top: int) -> list[TrialRow]:
     """The COMPLETE trials with the highest aIQ (recorded in both modes)."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "aiq" in t.user_attrs]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and "aiq" in t.user_attrs]
     done.sort(key=lambda t: (-t.user_attrs["aiq"], t.number))
     return [TrialRow.of(t) for t in done[:top]]
 
@@ -440,11 +448,12 @@ class _Display:
         self._describe(f"trial {trial.number} · epoch {report.epoch}/{max_epochs}")
 
     def finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        best = _best(study, 1)
-        self.best = best[0].aiq if best else None
-        if self.progress is not None:
-            self.progress.update(self.task, completed=_counts(study)[TrialState.COMPLETE])
-        self._describe("waiting")
+        if self.progress is not None:  # the bar shows the whole study, all workers included
+            trials = study.get_trials(deepcopy=False)
+            best = _best(trials, 1)
+            self.best = best[0].aiq if best else None
+            self.progress.update(self.task, completed=sum(t.state == TrialState.COMPLETE for t in trials))
+            self._describe("waiting")
         if self.console is None:
             return
         row = TrialRow.of(trial)
@@ -460,7 +469,8 @@ class _Display:
 
 
 def _after_trial_callbacks() -> list[Callable[[optuna.Study, FrozenTrial], None]]:
-    """Callbacks run after every finished trial: the dashboard's figures, when that module is installed."""
+    """Callbacks run after every finished trial: the dashboard's figures (which show COMPLETE trials only),
+    when that module is installed."""
     try:
         from aiq_search.dashboard import publish_figures
     except ModuleNotFoundError as exc:  # the dashboard is optional: only its own absence is tolerated
@@ -469,7 +479,8 @@ def _after_trial_callbacks() -> list[Callable[[optuna.Study, FrozenTrial], None]
         return []
 
     def publish(study: optuna.Study, trial: FrozenTrial) -> None:
-        publish_figures(study)
+        if trial.state == TrialState.COMPLETE:
+            publish_figures(study)
 
     return [publish]
 
@@ -506,9 +517,9 @@ def work_on_study(study: optuna.Study, config: StudyFile, *, worker_index: int =
             if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                 raise AiqSearchError(f"{failures_in_a_row} trials in a row failed in this worker; the last: "
                                      f"{last[0].user_attrs.get('fail_reason', 'no reason recorded')}")
-    return RunSummary(study.study_name, redact(config.study.storage), n_trials,
-                      {s.name: n for s, n in _counts(study).items()}, ran, time.monotonic() - started,
-                      _best(study, 5))
+    trials = study.get_trials(deepcopy=False)
+    return RunSummary(study.study_name, redact(config.study.storage), n_trials, _state_names(trials), ran,
+                      time.monotonic() - started, _best(trials, 5))
 
 
 def run_study(config: StudyFile, *, create: bool = True, worker_index: int = 0, label: str | None = None,
@@ -553,6 +564,6 @@ def study_status(storage_url: str, study_name: str | None = None, *, top: int = 
         settings = study.user_attrs.get(SETTINGS_ATTR, {})
         mode = settings.get("mode") or ("aiq" if len(study.directions) == 1 else "pareto")
         target = settings.get("config", {}).get("study", {}).get("n_trials")
-        statuses.append(StudyStatus(name, mode, target, {s.name: n for s, n in _counts(study).items()},
-                                    _best(study, top)))
+        trials = study.get_trials(deepcopy=False)
+        statuses.append(StudyStatus(name, mode, target, _state_names(trials), _best(trials, top)))
     return statuses
