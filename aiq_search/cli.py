@@ -289,9 +289,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from aiq_search.export import export_trials
+    from aiq_search.export import export_trials, onnx_available
 
     study = _open_study_arg(args.study, args.storage)
+    if not onnx_available():
+        print("aiq-search: no model.onnx: the export extra is not installed (pip install 'aiq-search[export]')",
+              file=sys.stderr)
     which = "top" if args.top is not None else args.which
     for folder in export_trials(study, args.out, which=which, k=args.top or 1, force=args.force,
                                 artifacts=args.artifacts):
