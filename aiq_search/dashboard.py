@@ -14,7 +14,6 @@ import time
 import warnings
 
 import optuna
-import sqlalchemy.exc
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.exceptions import ExperimentalWarning
 from optuna_dashboard import run_server, save_plotly_graph_object
@@ -22,9 +21,9 @@ from optuna_dashboard import run_server, save_plotly_graph_object
 # The dashboard's own reader of stored figures: checking with it checks exactly what the dashboard shows.
 from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 
-from aiq_search.errors import StorageError
 from aiq_search.plots import pareto_figure
-from aiq_search.results import SETTINGS_ATTR, check_storage_url, complete_trials, redact, study_settings
+from aiq_search.results import SETTINGS_ATTR, complete_trials, redact, study_settings
+from aiq_search.study import open_storage
 
 PARETO_FIGURE_ID = "aiq-pareto-front"
 METRIC_NAMES = {"aiq": ["aIQ"], "pareto": ["accuracy", "n_params"]}
@@ -90,12 +89,8 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080, *, artifa
 
     ``artifacts`` is a study's artifact directory, so the dashboard can offer its trials' weights.
     """
-    check_storage_url(storage_url)
-    try:
-        storage = optuna.storages.get_storage(storage_url)
-        studies = publish_all(storage)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot open the storage {redact(storage_url)}: {str(exc).splitlines()[0]}") from exc
+    storage = open_storage(storage_url, create=False)  # waits out SQLite locks, re-checks PostgreSQL links
+    studies = publish_all(storage)
     store = FileSystemArtifactStore(artifacts) if artifacts else None
     print(f"aiq-search: dashboard of {redact(storage_url)} ({len(studies)} aiq-search studies) "
           f"at http://{host}:{port}/dashboard", file=sys.stderr, flush=True)
