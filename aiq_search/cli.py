@@ -47,7 +47,7 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
                                    "stops when the study has n_trials COMPLETE trials.")
     _add_work_options(p)
     p.add_argument("--worker-index", type=int, metavar="I",
-                   help="offsets the sampler seed so workers sample differently (default: from the process id)")
+                   help="offsets the sampler seed so workers sample differently (default: random)")
     p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser("launch", help="run N local worker processes on one study",
@@ -130,9 +130,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    import os
+    import secrets
 
-    index = args.worker_index if args.worker_index is not None else os.getpid()
+    # not the process id: in containers every worker is PID 1
+    index = args.worker_index if args.worker_index is not None else secrets.randbelow(2**31)
     return _work(args, create=False, worker_index=index, label=f"worker {index}")
 
 

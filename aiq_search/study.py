@@ -3,8 +3,9 @@
 A study's ``n_trials`` is the number of COMPLETE trials it ends with, however many workers share it: each
 worker starts a trial only while COMPLETE + RUNNING trials are fewer than ``n_trials`` (or a retried trial
 is WAITING), and waits while the last trials run elsewhere, since one of them may still fail and need
-replacing. A trial that another worker started at the same instant checks its place in trial-number order
-and gives itself up (FAIL, with its reason) rather than overshoot the count.
+replacing. A trial that another worker started at the same instant checks its place in trial-number order:
+it waits for the earlier trials, runs if one of them ends without completing, and gives itself up (FAIL,
+with its reason) if they complete the study, so the count is never overshot.
 
 Fault tolerance is Optuna's: heartbeats mark the trials of a killed worker FAIL after the grace period and
 `RetryHeartbeatStaleTrialCallback` queues them again for any worker. A trial that raises ends FAIL with
@@ -151,7 +152,7 @@ def _metric_names(config: StudyFile) -> list[str]:
 
 def make_sampler(config: StudyFile, worker_index: int = 0) -> optuna.samplers.BaseSampler:
     """The study file's sampler; each worker gets its own seed so parallel workers do not sample alike."""
-    seed = config.study.seed + worker_index
+    seed = (config.study.seed + worker_index) % 2**32  # numpy's seed range
     name = config.study.sampler
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
@@ -177,8 +178,10 @@ def make_pruner(config: StudyFile) -> optuna.pruners.BasePruner:
 def _settings(config: StudyFile) -> dict[str, Any]:
     """The study attribute that plots, export and the dashboard read (CONTRACTS.md)."""
     data_dir = config.data.data_dir or os.environ.get("AIQ_DATA_DIR")
+    record = config.record()
+    record["study"]["storage"] = redact(config.study.storage)  # a study must not hand out its password
     return {
-        "config": config.record(),
+        "config": record,
         "mode": config.study.mode,
         "beta": config.study.beta,
         "dataset": config.data.dataset,
@@ -485,17 +488,26 @@ def _after_trial_callbacks() -> list[Callable[[optuna.Study, FrozenTrial], None]
     return [publish]
 
 
+def _device_and_data(config: StudyFile) -> tuple[torch.device, DataSplits]:
+    """The training device and the data set on it; both fail as one-line errors before any trial starts."""
+    try:
+        device = resolve_device(config.training.device)
+    except ValueError as exc:
+        raise ConfigError(f"device: {exc}") from None
+    data = load_dataset(config.data.dataset, data_dir=config.data.data_dir, download=config.data.download,
+                        val_size=config.data.val_size, seed=config.study.seed, label_noise=config.data.label_noise)
+    return device, data.to(device)
+
+
 def work_on_study(study: optuna.Study, config: StudyFile, *, worker_index: int = 0, label: str | None = None,
-                  console: Console | None = None, progress_bar: bool = True) -> RunSummary:
+                  console: Console | None = None, progress_bar: bool = True,
+                  device_and_data: tuple[torch.device, DataSplits] | None = None) -> RunSummary:
     """Run trials of ``study`` in this process until it has ``config.study.n_trials`` COMPLETE trials or
     ``config.study.timeout`` seconds have passed. Safe to run in many processes on one study."""
+    device, data = device_and_data or _device_and_data(config)
     started = time.monotonic()
     n_trials = config.study.n_trials
     deadline = started + config.study.timeout if config.study.timeout is not None else None
-    device = resolve_device(config.training.device)
-    data = load_dataset(config.data.dataset, data_dir=config.data.data_dir, download=config.data.download,
-                        val_size=config.data.val_size, seed=config.study.seed,
-                        label_noise=config.data.label_noise).to(device)
     prefix = f"[{label}] " if label else ""
     poll_s = min(2.0, config.study.heartbeat_interval / 2)
     ran = failures_in_a_row = 0
@@ -530,12 +542,13 @@ def run_study(config: StudyFile, *, create: bool = True, worker_index: int = 0, 
     """
     if config.training.threads is not None:
         torch.set_num_threads(config.training.threads)
+    device_and_data = _device_and_data(config)  # before storage: a missing data set leaves no empty study
     study_cfg = config.study
     storage = open_storage(study_cfg.storage, heartbeat_interval=study_cfg.heartbeat_interval,
                            grace_period=study_cfg.grace_period, max_retry=study_cfg.max_retry, create=create)
     study = create_or_load_study(config, storage, create=create, worker_index=worker_index)
     return work_on_study(study, config, worker_index=worker_index, label=label, console=console,
-                         progress_bar=progress_bar)
+                         progress_bar=progress_bar, device_and_data=device_and_data)
 
 
 @dataclass(frozen=True)
