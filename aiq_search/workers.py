@@ -84,14 +84,17 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def launch(study_file: Path, config: StudyFile, *, workers: int, devices: Sequence[str] | None = None,
+def launch(study_file: str | Path, config: StudyFile, *, workers: int, devices: Sequence[str] | None = None,
            worker_options: Sequence[str] = ()) -> LaunchSummary:
     """Run ``workers`` local ``aiq-search worker`` processes on the study until it is done (or Ctrl-C).
 
     ``config`` is ``study_file`` with the command-line overrides applied; ``worker_options`` are those
-    same options, passed on to every worker.
+    same options, passed on to every worker. A study file's ``threads`` caps each worker's share.
     """
-    plans = plan_workers(workers, list(devices or [config.training.device]), os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    if config.training.threads is not None:
+        cores = min(cores, config.training.threads * workers)
+    plans = plan_workers(workers, list(devices or [config.training.device]), cores)
     storage = open_storage(config.study.storage, create=True)
     create_or_load_study(config, storage, create=True)
     started = time.monotonic()
