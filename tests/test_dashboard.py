@@ -18,10 +18,12 @@ from optuna.trial import TrialState
 from optuna_dashboard import save_plotly_graph_object
 from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 
-from aiq_search.cli import main
+from aiq_search.cli import _build_parser, main
 from aiq_search.dashboard import PARETO_FIGURE_ID, publish_figures
 from aiq_search.plots import pareto_figure
 from aiq_search.results import pareto_front
+from aiq_search.study import run_study
+from aiq_search.studyfile import load_study_file
 
 
 def _stored_figure(study: optuna.Study) -> dict:
@@ -70,8 +72,6 @@ def test_dashboard_command_serves_the_study_and_its_figure(recorded_study, tmp_p
 
 
 def test_dashboard_binds_localhost_unless_told_otherwise() -> None:
-    from aiq_search.cli import _build_parser
-
     assert _build_parser().parse_args(["dashboard", "--storage", "sqlite:///x.db"]).host == "127.0.0.1"
 
 
@@ -147,3 +147,15 @@ def test_a_rival_writer_cannot_leave_a_broken_or_older_figure(recorded_study, mo
     assert calls["rival"] == 1
     complete = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(row[0] for row in _stored_figure(study)["data"][0]["customdata"]) == complete
+
+
+@pytest.mark.slow
+def test_a_study_run_keeps_its_figure_current(write_study) -> None:
+    """The study service publishes after every finished trial: after a real run the figure shows them all."""
+    config = load_study_file(write_study(study={"n_trials": 3}))
+    run_study(config, progress_bar=False)
+    study = optuna.load_study(study_name=config.study.name, storage=config.study.storage)
+    complete = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert sorted(row[0] for row in _stored_figure(study)["data"][0]["customdata"]) == complete
+    assert study.metric_names == ["aIQ"]
