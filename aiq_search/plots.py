@@ -67,6 +67,13 @@ def _trial_points(trials: list[FrozenTrial], x: str, y: str) -> go.Scatter:
     )
 
 
+def _styled(fig: go.Figure, title: str, xaxis: dict[str, Any], yaxis: dict[str, Any]) -> go.Figure:
+    """One look for every figure: title, axes, template, legend below the plot."""
+    fig.update_layout(title=title, xaxis=xaxis, yaxis=yaxis, template=TEMPLATE,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
 def pareto_figure(trials: list[FrozenTrial], *, eval_split: str = "validation") -> go.Figure:
     """Accuracy against parameter count: where the small-and-accurate trade-off lies.
 
@@ -108,14 +115,8 @@ def pareto_figure(trials: list[FrozenTrial], *, eval_split: str = "validation") 
                 ax=-40,
                 ay=-30 if trial is best else 30,
             )
-    fig.update_layout(
-        title="aIQ Pareto front: accuracy against parameters",
-        xaxis=dict(title="trainable parameters (log scale)", type="log"),
-        yaxis=dict(title=f"accuracy ({eval_split})"),
-        template=TEMPLATE,
-        legend=dict(orientation="h", y=-0.2),
-    )
-    return fig
+    return _styled(fig, "aIQ Pareto front: accuracy against parameters",
+                   dict(title="trainable parameters (log scale)", type="log"), dict(title=f"accuracy ({eval_split})"))
 
 
 def efficiency_figure(trials: list[FrozenTrial], *, beta: float = 2.0) -> go.Figure:
@@ -143,14 +144,8 @@ def efficiency_figure(trials: list[FrozenTrial], *, beta: float = 2.0) -> go.Fig
                 hoverinfo="skip",
             )
         )
-    fig.update_layout(
-        title="Network efficiency against accuracy",
-        xaxis=dict(title="accuracy"),
-        yaxis=dict(title="network efficiency"),
-        template=TEMPLATE,
-        legend=dict(orientation="h", y=-0.2),
-    )
-    return fig
+    return _styled(fig, "Network efficiency against accuracy", dict(title="accuracy"),
+                   dict(title="network efficiency"))
 
 
 def layer_efficiency_figure(trials: list[FrozenTrial], *, top: int = 5) -> go.Figure:
@@ -167,14 +162,9 @@ def layer_efficiency_figure(trials: list[FrozenTrial], *, top: int = 5) -> go.Fi
                 hovertemplate="trial #%{customdata[0]} %{x}: efficiency %{y:.4f}<br>%{customdata[1]}<extra></extra>",
             )
         )
-    fig.update_layout(
-        title=f"Per-layer efficiency of the top {top} trials by aIQ",
-        barmode="group",
-        xaxis=dict(title="layer"),
-        yaxis=dict(title="layer efficiency (bits per neuron)", range=[0, 1]),
-        template=TEMPLATE,
-    )
-    return fig
+    fig.update_layout(barmode="group")
+    return _styled(fig, f"Per-layer efficiency of the top {top} trials by aIQ", dict(title="layer"),
+                   dict(title="layer efficiency (bits per neuron)", range=[0, 1]))
 
 
 def history_figure(trials: list[FrozenTrial]) -> go.Figure:
@@ -205,14 +195,7 @@ def history_figure(trials: list[FrozenTrial]) -> go.Figure:
             line=dict(shape="hv", color="#d62728", width=2),
         )
     )
-    fig.update_layout(
-        title="Best aIQ so far",
-        xaxis=dict(title="trial number"),
-        yaxis=dict(title="aIQ"),
-        template=TEMPLATE,
-        legend=dict(orientation="h", y=-0.2),
-    )
-    return fig
+    return _styled(fig, "Best aIQ so far", dict(title="trial number"), dict(title="aIQ"))
 
 
 def report_figures(study: optuna.Study) -> list[go.Figure]:
