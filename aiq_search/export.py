@@ -105,7 +105,8 @@ def _write_trial(study: optuna.Study, settings: dict[str, Any], trial: FrozenTri
     (folder / ARCHITECTURE_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     artifact_id = trial.user_attrs["weights_artifact_id"]
     try:
-        download_artifact(artifact_store=FileSystemArtifactStore(artifact_dir), file_path=str(folder / WEIGHTS_FILE), artifact_id=artifact_id)
+        download_artifact(artifact_store=FileSystemArtifactStore(artifact_dir), artifact_id=artifact_id,
+                          file_path=str(folder / WEIGHTS_FILE))
     except ArtifactNotFound:
         raise StorageError(f"trial {trial.number}: its weights (artifact {artifact_id}) are not in "
                            f"{artifact_dir}; give the folder that holds them with --artifacts") from None
