@@ -55,6 +55,7 @@ __all__ = [
     "StudyStatus",
     "TrialRow",
     "create_or_load_study",
+    "load_device_and_data",
     "open_storage",
     "run_study",
     "study_status",
@@ -488,7 +489,7 @@ def _after_trial_callbacks() -> list[Callable[[optuna.Study, FrozenTrial], None]
     return [publish]
 
 
-def _device_and_data(config: StudyFile) -> tuple[torch.device, DataSplits]:
+def load_device_and_data(config: StudyFile) -> tuple[torch.device, DataSplits]:
     """The training device and the data set on it; both fail as one-line errors before any trial starts."""
     try:
         device = resolve_device(config.training.device)
@@ -504,7 +505,7 @@ def work_on_study(study: optuna.Study, config: StudyFile, *, worker_index: int =
                   device_and_data: tuple[torch.device, DataSplits] | None = None) -> RunSummary:
     """Run trials of ``study`` in this process until it has ``config.study.n_trials`` COMPLETE trials or
     ``config.study.timeout`` seconds have passed. Safe to run in many processes on one study."""
-    device, data = device_and_data or _device_and_data(config)
+    device, data = device_and_data or load_device_and_data(config)
     started = time.monotonic()
     n_trials = config.study.n_trials
     deadline = started + config.study.timeout if config.study.timeout is not None else None
@@ -542,7 +543,8 @@ def run_study(config: StudyFile, *, create: bool = True, worker_index: int = 0, 
     """
     if config.training.threads is not None:
         torch.set_num_threads(config.training.threads)
-    device_and_data = _device_and_data(config)  # before storage: a missing data set leaves no empty study
+    # before the storage: a missing data set must not leave an empty study behind
+    device_and_data = load_device_and_data(config)
     study_cfg = config.study
     storage = open_storage(study_cfg.storage, heartbeat_interval=study_cfg.heartbeat_interval,
                            grace_period=study_cfg.grace_period, max_retry=study_cfg.max_retry, create=create)
