@@ -3,6 +3,7 @@ failures, pareto mode, the grid sampler, and the one-line errors."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
 from safetensors.torch import load_file
 
 from aiq_search.architectures import build_model
@@ -22,6 +24,7 @@ from aiq_search.studyfile import load_study_file
 from aiq_search.training import evaluate
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
+
 
 def load(path: Path) -> optuna.Study:
     config = load_study_file(path)
@@ -87,6 +90,21 @@ def test_rerun_resumes_without_repeating_work(write_study: Callable[..., Path]) 
     assert more.ran == 2
     after = {t.number: (t.value, t.params) for t in complete(load(path))}
     assert len(after) == 5 and all(after[n] == before[n] for n in before)
+
+
+def test_terminal_progress_shows_trial_epoch_and_best_aiq(write_study: Callable[..., Path]) -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=150)
+    run_study(load_study_file(write_study(study={"n_trials": 2})), console=console)
+    shown = screen.getvalue()
+    assert "trial 1 · epoch 3/3 · best aIQ 0." in shown  # the live bar, while trial 1 trains
+    assert "trial 0 complete: aIQ" in shown and "trial 1 complete: aIQ" in shown
+
+
+def test_timeout_stops_starting_trials(write_study: Callable[..., Path]) -> None:
+    summary = run_study(load_study_file(write_study(study={"n_trials": 500, "timeout": 0.5})), progress_bar=False)
+    assert 1 <= summary.ran < 500 and not summary.finished
+    assert summary.counts == {"COMPLETE": summary.ran}
 
 
 def test_pareto_mode_records_aiq_too(write_study: Callable[..., Path],
