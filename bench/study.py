@@ -93,6 +93,7 @@ class StorageTimer:
 
 def worker(config: StudyFile, index: int, results: multiprocessing.Queue) -> None:
     """One worker process: the study service's own loop, on a timed storage."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the table is the output
     torch.set_num_threads(1)
     device_and_data = load_device_and_data(config)
     study_cfg = config.study
