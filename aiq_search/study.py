@@ -445,8 +445,8 @@ class _Display:
 
     def _describe(self, text: str) -> None:
         best = "–" if self.best is None else f"{self.best:.4f}"
-        if self.progress is not None:
-            self.progress.update(self.task, description=f"{text} · best aIQ {best}")
+        if self.progress is not None:  # drawn now: epochs can be shorter than the bar's refresh period
+            self.progress.update(self.task, description=f"{text} · best aIQ {best}", refresh=True)
 
     def epoch(self, trial: Trial, report: EpochReport, max_epochs: int) -> None:
         self._describe(f"trial {trial.number} · epoch {report.epoch}/{max_epochs}")
