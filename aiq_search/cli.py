@@ -31,11 +31,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- study commands
-# run, worker, launch, status: aiq_search.study / aiq_search.workers
+# create, run, worker, launch, status: aiq_search.study / aiq_search.workers
 
 
 def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that create studies and work on them."""
+    p = sub.add_parser("create", help="create a study without running trials (before workers join)",
+                       description="Create the study of STUDY.toml and record its settings, running no trial; "
+                                   "'worker' processes on any machine can then join it.")
+    p.add_argument("study_file", metavar="STUDY.toml")
+    p.add_argument("--storage", metavar="URL", help="storage URL instead of the file's")
+    p.set_defaults(func=_cmd_create)
+
     p = sub.add_parser("run", help="create or resume a study and work on it in this process",
                        description="Create the study of STUDY.toml (or resume it: finished trials count and are "
                                    "not repeated) and run trials until it has n_trials COMPLETE trials.")
@@ -122,6 +129,19 @@ def _work(args: argparse.Namespace, *, create: bool, worker_index: int, label: s
         best = summary.best[0]
         print(f"{prefix}best: trial {best.number}, aIQ {best.aiq:.4f}, accuracy {best.accuracy:.4f}, "
               f"{best.n_params:,} parameters")
+    return 0
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    from aiq_search.results import redact
+    from aiq_search.study import create_study
+    from aiq_search.studyfile import load_study_file
+
+    config = load_study_file(args.study_file).with_overrides(storage=args.storage)
+    study = create_study(config)
+    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    print(f"{study.study_name}: ready in {redact(config.study.storage)} ({done} finished trials, target "
+          f"{config.study.n_trials} complete)")
     return 0
 
 

@@ -9,8 +9,9 @@ entropy's maximum); network efficiency is the geometric mean of the layer effici
 ``aIQ = (network_efficiency * accuracy**beta) ** (1 / (beta + 1))``.
 
 States are counted exactly: each observation's bit pattern is packed losslessly into 64-bit words (no
-hashing), counted per batch on the model's own device, and merged into a running table of distinct
-states, so memory grows with the number of distinct states rather than with observations x neurons.
+hashing) on the model's own device; narrow layers are counted in a dense histogram, wide ones buffered
+and merged by sorting into a running table of distinct states, so memory grows with the number of
+distinct states (plus a bounded buffer) rather than with observations x neurons.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ PROBED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn
 _DENSE_MAX_BITS = 22
 # Layers this narrow always use the dense histogram (at most 4,096 bins).
 _DENSE_ALWAYS_BITS = 12
-# Pending per-batch tables are merged into the running table once they hold this many rows or more
-# rows than the running table itself: amortized O(n log n) with memory bounded by ~2x the distinct states.
-_MERGE_MIN_ROWS = 1 << 18
+# Packed codes of wide layers are buffered raw and merged (one sort) into the running table of distinct states
+# once they take this many bytes or more than the table itself: each observation is sorted about once, and
+# memory stays bounded by ~2x the distinct states (or this buffer).
+_MERGE_MIN_BYTES = 32 << 20
 
 _BYTE_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
@@ -156,10 +158,13 @@ def _pack(bits: torch.Tensor, neurons: int) -> torch.Tensor:
     (observations, words) int64 matrix. Distinct patterns give distinct codes, so counts stay exact."""
     if neurons <= 64:
         # Channel-by-channel shifts over contiguous (N, positions) slices: no transpose of the activations.
+        # In place through one scratch buffer: no allocation (and page faults) per channel.
         dtype = torch.int32 if neurons <= 31 else torch.int64
         packed = bits[:, 0].to(dtype)
+        shifted = torch.empty_like(packed)
         for c in range(1, neurons):
-            packed |= bits[:, c].to(dtype) << c
+            shifted.copy_(bits[:, c]).bitwise_left_shift_(c)
+            packed.bitwise_or_(shifted)
         return packed.reshape(-1).to(torch.int64)
     # Wide layers, like numpy.packbits: 8 neurons to a byte, 8 bytes to an int64 word.
     rows = bits.movedim(1, -1).reshape(-1, neurons)
@@ -181,8 +186,8 @@ class _StateCounter:
         self._dense: torch.Tensor | None = None  # counts indexed by the packed state
         self._values: torch.Tensor | None = None  # distinct packed states, (S,) or (S, words)
         self._counts: torch.Tensor | None = None
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._pending_rows = 0
+        self._pending: list[torch.Tensor] = []  # raw packed codes not merged yet
+        self._pending_bytes = 0
         self._bad = None  # device flag: a NaN was seen (kept on device to avoid a sync per batch)
 
     def reset(self) -> None:
@@ -220,27 +225,27 @@ class _StateCounter:
             self._dense += hist
 
     def _update_sparse(self, bits: torch.Tensor, neurons: int) -> None:
-        words = _pack(bits, neurons)
-        if words.dim() == 1:
-            values, counts = torch.unique(words, return_counts=True)
-        else:
-            values, counts = torch.unique(words, dim=0, return_counts=True)
-        self._pending.append((values, counts))
-        self._pending_rows += values.shape[0]
-        held = 0 if self._values is None else self._values.shape[0]
-        if self._pending_rows >= max(held, _MERGE_MIN_ROWS):
+        codes = _pack(bits, neurons)
+        self._pending.append(codes)
+        self._pending_bytes += codes.numel() * codes.element_size()
+        held = 0 if self._values is None else self._values.numel() * self._values.element_size()
+        if self._pending_bytes >= max(held, _MERGE_MIN_BYTES):
             self._merge()
 
     def _merge(self) -> None:
-        parts = self._pending if self._values is None else [(self._values, self._counts), *self._pending]
-        self._pending, self._pending_rows = [], 0
-        if not parts:
+        if not self._pending:
             return
-        values = torch.cat([v for v, _ in parts])
-        counts = torch.cat([c for _, c in parts])
-        uniq, inverse = torch.unique(values, dim=0 if values.dim() == 2 else None, return_inverse=True)
-        self._values = uniq
-        self._counts = torch.zeros(uniq.shape[0], dtype=counts.dtype, device=counts.device).index_add_(
+        raw = torch.cat(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        dim = 0 if raw.dim() == 2 else None
+        if self._values is None:
+            self._values, self._counts = torch.unique(raw, dim=dim, return_counts=True)
+            return
+        assert self._counts is not None
+        values = torch.cat([self._values, raw])
+        counts = torch.cat([self._counts, self._counts.new_ones(raw.shape[0])])
+        self._values, inverse = torch.unique(values, dim=dim, return_inverse=True)
+        self._counts = torch.zeros(self._values.shape[0], dtype=counts.dtype, device=counts.device).index_add_(
             0, inverse, counts
         )
 

@@ -55,6 +55,7 @@ __all__ = [
     "StudyStatus",
     "TrialRow",
     "create_or_load_study",
+    "create_study",
     "load_device_and_data",
     "open_storage",
     "run_study",
@@ -202,7 +203,7 @@ def create_or_load_study(config: StudyFile, storage: RDBStorage, *, create: bool
     exists = name in optuna.get_all_study_names(storage)
     if not exists and not create:
         raise StorageError(f"no study named {name!r} in {redact(storage.url)}; create it with "
-                           "'aiq-search run' or 'aiq-search launch' first")
+                           "'aiq-search create', 'run' or 'launch' first")
     study = optuna.create_study(storage=storage, study_name=name, directions=_directions(config),
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     if list(study.directions) != _directions(config):
@@ -498,6 +499,15 @@ def load_device_and_data(config: StudyFile) -> tuple[torch.device, DataSplits]:
     data = load_dataset(config.data.dataset, data_dir=config.data.data_dir, download=config.data.download,
                         val_size=config.data.val_size, seed=config.study.seed, label_noise=config.data.label_noise)
     return device, data.to(device)
+
+
+def create_study(config: StudyFile) -> optuna.Study:
+    """Create the study of ``config`` (or record its settings again) without running a trial: the one-shot
+    step before workers join. The device and data set are checked first, as ``run`` does, so a study that
+    no worker could work on is never created."""
+    load_device_and_data(config)
+    storage = open_storage(config.study.storage, create=True)
+    return create_or_load_study(config, storage, create=True)
 
 
 def work_on_study(study: optuna.Study, config: StudyFile, *, worker_index: int = 0, label: str | None = None,

@@ -1,15 +1,16 @@
 """Cost of measuring efficiency, against a plain forward pass and a straightforward NumPy reference.
 
 LeNet-5 layout (conv 1→20 5×5, ELU, maxpool; conv 20→50 5×5, ELU, maxpool; conv 50→100 4×4, ELU;
-linear 100→10), its three convolutions probed, over the 10,000 MNIST test images. All three variants run
-in this one process, interleaved, and the best of several repeats is kept for each.
+linear 100→10), its three convolutions probed, over the 10,000 MNIST test images. All variants run in
+this one process; each round times a variant between two plain passes, and medians over rounds are kept.
 
-    python bench/efficiency.py [--data-dir ../shared/data] [--repeats 5] [--batch-size 1000]
+    python bench/efficiency.py [--data-dir ../shared/data] [--repeats 9] [--batch-size 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -87,7 +88,7 @@ def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="rounds for ours (a third for the reference)")
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
 
@@ -100,18 +101,28 @@ def main() -> int:
     bs, reps = args.batch_size, args.repeats
 
     plain(model, x[:bs], bs)  # warm-up: allocator, kernels
-    t_plain = min(best_time(lambda: plain(model, x, bs), reps)[0] for _ in range(2))
-    t_ours, report = best_time(lambda: measure_efficiency(model, x, layers=nn.Conv2d, batch_size=bs), reps)
-    t_ref, ref = best_time(lambda: reference(model, x, bs), max(2, reps // 2))
-    t_plain = min(t_plain, best_time(lambda: plain(model, x, bs), reps)[0])  # interleave: same conditions
+    # This machine's speed drifts by 10-20% over seconds, more than the overhead measured. So each round
+    # times a variant between two plain passes, and the overhead is the median over rounds of
+    # (variant - mean of its two plain passes) / that mean.
+    def overhead(variant: Callable[[], object], rounds: int) -> tuple[float, float, float, object]:
+        ratios, plains, variants, value = [], [], [], None
+        for _ in range(rounds):
+            before = best_time(lambda: plain(model, x, bs), 1)[0]
+            t, value = best_time(variant, 1)
+            base = (before + best_time(lambda: plain(model, x, bs), 1)[0]) / 2
+            ratios.append((t - base) / base)
+            plains.append(base)
+            variants.append(t)
+        return statistics.median(plains), statistics.median(variants), statistics.median(ratios), value
 
+    t_plain, t_ours, over_ours, report = overhead(
+        lambda: measure_efficiency(model, x, layers=nn.Conv2d, batch_size=bs), reps)
+    _, t_ref, over_ref, ref = overhead(lambda: reference(model, x, bs), max(1, reps // 3))
     ours = report.layer_efficiencies
     identical = ours.keys() == ref.keys() and all(abs(ours[k] - ref[k]) < 1e-12 for k in ours)
-    over_ours = (t_ours - t_plain) / t_plain
-    over_ref = (t_ref - t_plain) / t_plain
 
     print(f"LeNet-5 on {x.shape[0]:,} MNIST test images, batch {bs}, {torch.get_num_threads()} threads, "
-          f"best of {reps}, device cpu")
+          f"medians of {reps} rounds (reference: {max(1, reps // 3)}), device cpu")
     print(f"{'variant':<34}{'seconds':>10}{'overhead':>12}")
     print(f"{'plain forward':<34}{t_plain:>10.3f}{'':>12}")
     print(f"{'aiq_search.measure_efficiency':<34}{t_ours:>10.3f}{over_ours:>12.3f}")

@@ -181,7 +181,7 @@ def _assert_matches_reference(model: nn.Module, x: torch.Tensor, batch_size: int
 @pytest.fixture(params=["auto", "dense", "sparse"])
 def counting_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test through each counting strategy, with merges forced often."""
-    monkeypatch.setattr(metrics, "_MERGE_MIN_ROWS", 7)
+    monkeypatch.setattr(metrics, "_MERGE_MIN_BYTES", 56)  # merge every few batches
     if request.param == "dense":
         monkeypatch.setattr(metrics, "_DENSE_ALWAYS_BITS", metrics._DENSE_MAX_BITS)
     elif request.param == "sparse":

@@ -12,7 +12,7 @@ import pytest
 from aiq_search.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ("run", "worker", "launch", "status", "dashboard", "plot", "export", "evaluate")
+COMMANDS = ("create", "run", "worker", "launch", "status", "dashboard", "plot", "export", "evaluate")
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

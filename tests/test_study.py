@@ -145,6 +145,19 @@ def test_resuming_in_another_mode_is_refused(write_study: Callable[..., Path]) -
         run_study(load_study_file(pareto), progress_bar=False)
 
 
+def test_create_runs_no_trial_and_workers_join(write_study: Callable[..., Path],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_study(study={"n_trials": 1})
+    assert main(["create", str(path)]) == 0
+    assert "ready in sqlite:///" in capsys.readouterr().out
+    study = load(path)
+    assert not study.trials and study.user_attrs["aiq_search"]["dataset"] == "digits"
+    assert main(["worker", str(path), "--no-progress"]) == 0
+    assert len(complete(load(path))) == 1
+    assert main(["create", str(path)]) == 0  # again: the finished trial stays
+    assert len(complete(load(path))) == 1
+
+
 def test_worker_needs_an_existing_study(write_study: Callable[..., Path], tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     path = write_study()
@@ -152,7 +165,7 @@ def test_worker_needs_an_existing_study(write_study: Callable[..., Path], tmp_pa
     assert capsys.readouterr().err == f"aiq-search: error: no SQLite study database at {tmp_path / 'study.db'}\n"
     run_study(load_study_file(path).with_overrides(n_trials=1), progress_bar=False)
     other = write_study("other.toml", study={"name": "other"})
-    with pytest.raises(StorageError, match="no study named 'other'.*create it with 'aiq-search run'"):
+    with pytest.raises(StorageError, match="no study named 'other'.*create it with 'aiq-search create'"):
         run_study(load_study_file(other), create=False, progress_bar=False)
 
 
