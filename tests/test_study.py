@@ -217,3 +217,18 @@ def test_status_lists_every_study_in_a_storage(write_study: Callable[..., Path],
     best = statuses[1].best[0]
     assert best.aiq == max(t.user_attrs["aiq"] for t in complete(optuna.load_study(
         study_name="two", storage=f"sqlite:///{tmp_path / 'study.db'}")))
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_results_are_recorded_together_or_not_at_all(tmp_path: Path, cached: bool) -> None:
+    from aiq_search.study import _set_user_attrs, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'attrs.db'}")
+    study = optuna.create_study(storage=storage, study_name="attrs")  # Optuna wraps it in its cache
+    if not cached:
+        study._storage = storage  # the bare RDBStorage, as a storage without Optuna's cache
+    trial = study.ask()
+    _set_user_attrs(trial, {"aiq": 0.5, "layer_efficiencies": {"fc1": 0.25}})
+    with pytest.raises(TypeError):
+        _set_user_attrs(trial, {"accuracy": 0.9, "device": object()})  # the second cannot be stored
+    assert storage.get_trial(trial._trial_id).user_attrs == {"aiq": 0.5, "layer_efficiencies": {"fc1": 0.25}}
