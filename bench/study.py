@@ -1,7 +1,7 @@
 """Throughput of the study service on PostgreSQL: trials per hour with 1 and with 2 workers, and the share
 of the workers' time spent in storage calls.
 
-The study is studies/quickstart.toml (digits, small LeNet-300 ranges, 8 epochs) with random sampling and no
+The study is studies/quickstart.toml (digits, small LeNet-5 ranges, up to 15 epochs) with random sampling and no
 pruning, so every trial does the same kind of work in both runs. Each worker is its own process with one
 torch thread; both runs happen here, one after the other, each on a fresh PostgreSQL database.
 

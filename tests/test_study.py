@@ -47,7 +47,7 @@ def test_quickstart_end_to_end_via_cli(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(complete(study)) == 3
     assert study.metric_names == ["aIQ"]
     settings = study.user_attrs["aiq_search"]
-    assert settings["mode"] == "aiq" and settings["dataset"] == "digits" and settings["family"] == "lenet300"
+    assert settings["mode"] == "aiq" and settings["dataset"] == "digits" and settings["family"] == "lenet5"
     assert settings["eval_split"] == "validation" and settings["beta"] == 2.0
     assert settings["artifacts"] == str(tmp_path / "artifacts" / "quickstart")
     assert settings["config"]["study"]["n_trials"] == 3
