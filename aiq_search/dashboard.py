@@ -2,7 +2,7 @@
 
 The figure lives in the study itself (optuna-dashboard's ``save_plotly_graph_object`` stores it as study
 system attributes), so whoever opens the dashboard sees the front without running anything, and every
-worker refreshes it after each finished trial through `publish_figures`.
+worker refreshes it through `publish_figures` as trials finish (at most every few seconds) and when it stops.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _stored_revision(study: optuna.Study) -> int | None:
 def publish_figures(study: optuna.Study, *, attempts: int = 5) -> bool:
     """Store the study's aIQ Pareto figure for the dashboard and name its objectives if they are unnamed.
 
-    Every worker calls this after each finished trial. The figure is stored in chunks, so two writers can
+    Workers call this as trials finish and when they stop. The figure is stored in chunks, so two writers can
     interleave and leave a broken one, and a slow writer can overwrite a newer figure with an older one.
     Hence the figure records how many COMPLETE trials it shows, and a call returns only once the stored
     figure is intact and shows at least as many trials as the study now has, writing (again, after a
