@@ -48,6 +48,9 @@ def test_lenet5_learns_digits(digits) -> None:
     assert result.test_accuracy >= 0.90
     assert list(result.efficiency.layers) == ["conv1", "conv2", "conv3"]
     assert all(t.is_contiguous() for t in model.state_dict().values())  # trained NHWC, handed back NCHW
+    # the recorded numbers are those of the model as handed back, so an export re-measures them exactly
+    accuracy, report = evaluate(model, digits.val_x, digits.val_y)
+    assert accuracy == result.eval_accuracy and report.layers == result.efficiency.layers
 
 
 def test_identical_seeds_give_identical_runs(digits) -> None:
