@@ -133,7 +133,7 @@ def _work(args: argparse.Namespace, *, create: bool, worker_index: int, label: s
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from aiq_search.results import redact
+    from aiq_search.storage import redact
     from aiq_search.study import create_study
     from aiq_search.studyfile import load_study_file
 

@@ -22,8 +22,8 @@ from optuna_dashboard import run_server, save_plotly_graph_object
 from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 
 from aiq_search.plots import pareto_figure
-from aiq_search.results import SETTINGS_ATTR, complete_trials, redact, study_settings
-from aiq_search.study import open_storage
+from aiq_search.results import SETTINGS_ATTR, complete_trials, study_settings
+from aiq_search.storage import open_storage, redact
 
 PARETO_FIGURE_ID = "aiq-pareto-front"
 METRIC_NAMES = {"aiq": ["aIQ"], "pareto": ["accuracy", "n_params"]}

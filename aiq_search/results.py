@@ -7,52 +7,26 @@ reader keeps them agreeing on which trials count and which of them form the fron
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
 
 from aiq_search.errors import StorageError
+from aiq_search.storage import open_storage, redact
 
 SETTINGS_ATTR = "aiq_search"
 
 
-def redact(storage_url: str) -> str:
-    """The storage URL without its password, for messages that may end up in logs."""
-    try:
-        return make_url(storage_url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return storage_url
-
-
-def check_storage_url(storage_url: str) -> None:
-    """Refuse an SQLite file that does not exist: SQLAlchemy would silently create an empty one."""
-    try:
-        url = make_url(storage_url)
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise StorageError(f"not a storage URL: {storage_url!r} ({exc})") from exc
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).is_file():
-            raise StorageError(f"no SQLite study database at {url.database}")
-
-
 def open_study(storage_url: str, study_name: str) -> optuna.Study:
-    """Load an existing study, turning "not there" and "cannot connect" into one-line errors."""
-    check_storage_url(storage_url)
+    """Load an existing study (the storage opened as every worker opens it); a missing study is a one-line
+    error that lists the studies the storage does hold."""
+    storage = open_storage(storage_url, create=False)
     try:
-        return optuna.load_study(study_name=study_name, storage=storage_url)
+        return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        names = optuna.get_all_study_names(storage=storage_url)
-        held = ", ".join(sorted(names)) or "no studies"
-        raise StorageError(
-            f"no study named {study_name!r} in {redact(storage_url)} (it holds {held})"
-        ) from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = str(exc).splitlines()[0]
-        raise StorageError(f"cannot open the storage {redact(storage_url)}: {reason}") from exc
+        held = ", ".join(sorted(optuna.get_all_study_names(storage))) or "no studies"
+        raise StorageError(f"no study named {study_name!r} in {redact(storage_url)} (it holds {held})") from None
 
 
 def study_settings(study: optuna.Study) -> dict[str, Any]:

@@ -16,9 +16,7 @@ What a trial records (user attrs, study attrs, artifact) is fixed in docs/CONTRA
 
 from __future__ import annotations
 
-import copy
 import os
-import sqlite3
 import tempfile
 import time
 import warnings
@@ -29,27 +27,26 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy.exc
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages._rdb.models import TrialUserAttributeModel
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save_file
-from sqlalchemy.engine import make_url
 
 from aiq_search.architectures import FAMILIES, build_model, count_parameters
 from aiq_search.data import DataSplits, load_dataset
 from aiq_search.errors import AiqSearchError, ConfigError, StorageError
 from aiq_search.metrics import aiq
-from aiq_search.results import SETTINGS_ATTR, check_storage_url, redact
+from aiq_search.results import SETTINGS_ATTR, by_aiq, open_study
+from aiq_search.storage import open_storage, redact
 from aiq_search.studyfile import StudyFile
 from aiq_search.training import EpochReport, TrainConfig, resolve_device, train
 
@@ -60,16 +57,12 @@ __all__ = [
     "create_or_load_study",
     "create_study",
     "load_device_and_data",
-    "open_storage",
     "run_study",
     "study_status",
     "work_on_study",
 ]
 
 WEIGHTS_FILE = "weights.safetensors"
-# SQLite waits this long for another worker's write lock instead of failing with "database is locked".
-SQLITE_BUSY_TIMEOUT_S = 120
-POSTGRES_CONNECT_TIMEOUT_S = 10
 # A worker whose trials all fail in a row is broken (bad environment, bug), not unlucky: stop it.
 MAX_FAILURES_IN_A_ROW = 10
 # A worker rewrites the dashboard's stored figure at most this often (and when it stops).
@@ -77,71 +70,6 @@ DASHBOARD_REFRESH_S = 5.0
 
 
 # ----------------------------------------------------------------------------------------------- storage
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The database file of an SQLite URL (None for in-memory or non-SQLite URLs)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
-def _prepare_sqlite(path: Path) -> None:
-    """WAL lets workers read while one writes; the mode is stored in the file, so setting it once is enough."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-    connection.close()
-
-
-class _RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry of a dead worker's trial (same params, queued WAITING for any worker), but starting
-    clean: the retry must not inherit the dead trial's ``fail_reason`` or partial records."""
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        clean = copy.deepcopy(trial)
-        clean.user_attrs = {}
-        super().__call__(study, clean)
-
-
-def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int = 3, create: bool = True) -> RDBStorage:
-    """Optuna's SQL storage for ``url``, tuned for several workers, with heartbeats when an interval is given.
-
-    ``create=False`` refuses an SQLite file that does not exist (to join or inspect a study). A storage that
-    cannot be reached is a one-line `StorageError` naming the URL (password masked) and the cause.
-    """
-    try:
-        sqlite_file = _sqlite_file(url)
-    except sqlalchemy.exc.ArgumentError as exc:
-        raise StorageError(f"not a storage URL: {redact(url)!r} ({exc})") from None
-    engine_kwargs: dict[str, Any]
-    if sqlite_file is not None:
-        if create:
-            _prepare_sqlite(sqlite_file)
-        else:
-            check_storage_url(url)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    elif make_url(url).get_backend_name() == "postgresql":
-        engine_kwargs = {"connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are experimental in Optuna
-            heartbeat: dict[str, Any] = {}
-            if heartbeat_interval is not None:
-                heartbeat = {
-                    "heartbeat_interval": heartbeat_interval,
-                    "grace_period": grace_period,
-                    "heartbeat_stale_trial_callback": _RetryStaleTrial(max_retry=max_retry),
-                }
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
-        cause = getattr(exc, "orig", None) or exc
-        reason = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
-        raise StorageError(f"cannot open the storage {redact(url)}: {reason}") from None
 
 
 # ----------------------------------------------------------------------------------------------- studies
@@ -420,8 +348,7 @@ class TrialRow:
 def _best(trials: list[FrozenTrial], top: int) -> list[TrialRow]:
     """The COMPLETE trials with the highest aIQ (recorded in both modes)."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and "aiq" in t.user_attrs]
-    done.sort(key=lambda t: (-t.user_attrs["aiq"], t.number))
-    return [TrialRow.of(t) for t in done[:top]]
+    return [TrialRow.of(t) for t in by_aiq(done)[:top]]
 
 
 @dataclass(frozen=True)
@@ -611,19 +538,17 @@ class StudyStatus:
 
 def study_status(storage_url: str, study_name: str | None = None, *, top: int = 5) -> list[StudyStatus]:
     """The studies in a storage (or just ``study_name``), for ``aiq-search status``."""
-    storage = open_storage(storage_url, create=False)
-    names = sorted(optuna.get_all_study_names(storage))
     if study_name is not None:
-        if study_name not in names:
-            held = ", ".join(names) or "no studies"
-            raise StorageError(f"no study named {study_name!r} in {redact(storage_url)} (it holds {held})")
-        names = [study_name]
+        studies = [open_study(storage_url, study_name)]
+    else:
+        storage = open_storage(storage_url, create=False)
+        studies = [optuna.load_study(study_name=name, storage=storage)
+                   for name in sorted(optuna.get_all_study_names(storage))]
     statuses = []
-    for name in names:
-        study = optuna.load_study(study_name=name, storage=storage)
+    for study in studies:
         settings = study.user_attrs.get(SETTINGS_ATTR, {})
         mode = settings.get("mode") or ("aiq" if len(study.directions) == 1 else "pareto")
         target = settings.get("config", {}).get("study", {}).get("n_trials")
         trials = study.get_trials(deepcopy=False)
-        statuses.append(StudyStatus(name, mode, target, _state_names(trials), _best(trials, top)))
+        statuses.append(StudyStatus(study.study_name, mode, target, _state_names(trials), _best(trials, top)))
     return statuses

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiq_search.errors import ConfigError
-from aiq_search.study import StudyStatus, create_or_load_study, open_storage, study_status
+from aiq_search.storage import open_storage
+from aiq_search.study import StudyStatus, create_or_load_study, study_status
 from aiq_search.studyfile import StudyFile
 
 __all__ = ["LaunchSummary", "WorkerPlan", "launch", "plan_workers"]

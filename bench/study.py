@@ -37,7 +37,8 @@ from sqlalchemy.engine import make_url
 
 from aiq_search import dashboard
 from aiq_search import study as study_module
-from aiq_search.study import create_or_load_study, load_device_and_data, open_storage, work_on_study
+from aiq_search.storage import open_storage
+from aiq_search.study import create_or_load_study, load_device_and_data, work_on_study
 from aiq_search.studyfile import StudyFile, load_study_file
 
 REPO = Path(__file__).resolve().parent.parent

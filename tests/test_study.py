@@ -221,7 +221,8 @@ def test_status_lists_every_study_in_a_storage(write_study: Callable[..., Path],
 
 @pytest.mark.parametrize("cached", [True, False])
 def test_results_are_recorded_together_or_not_at_all(tmp_path: Path, cached: bool) -> None:
-    from aiq_search.study import _set_user_attrs, open_storage
+    from aiq_search.storage import open_storage
+    from aiq_search.study import _set_user_attrs
 
     storage = open_storage(f"sqlite:///{tmp_path / 'attrs.db'}")
     study = optuna.create_study(storage=storage, study_name="attrs")  # Optuna wraps it in its cache
