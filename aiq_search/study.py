@@ -29,12 +29,10 @@ from typing import Any
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.storages._rdb.models import TrialUserAttributeModel
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 from rich.console import Console
@@ -46,7 +44,7 @@ from aiq_search.data import DataSplits, load_dataset
 from aiq_search.errors import AiqSearchError, ConfigError, StorageError
 from aiq_search.metrics import aiq
 from aiq_search.results import SETTINGS_ATTR, by_aiq, open_study
-from aiq_search.storage import open_storage, redact
+from aiq_search.storage import BufferedRDBStorage, open_storage, redact
 from aiq_search.studyfile import StudyFile
 from aiq_search.training import EpochReport, TrainConfig, resolve_device, train
 
@@ -158,6 +156,28 @@ class _Surplus(Exception):
     """This trial was started while the study already had all the trials it needs."""
 
 
+def _wait_for_place(trial: Trial, n_trials: int, seen: Counter[TrialState], poll_s: float) -> None:
+    """Hold a trial that a race let start while earlier trials could already fill the study: it runs if one
+    of them ends without completing, and gives itself up if they complete. ``seen`` is the study when this
+    worker decided to start; trials that had ended by then stay ended, so the database is asked only when
+    enough trials numbered below this one could still be COMPLETE or RUNNING."""
+    if trial.number >= seen.total():  # a new trial: every trial seen then is numbered below it
+        may_fill = trial.number - seen[TrialState.FAIL] - seen[TrialState.PRUNED]
+        if may_fill < n_trials:
+            return
+    study = trial.study
+    while True:
+        ahead = _counts(study, below_number=trial.number)
+        complete = ahead[TrialState.COMPLETE]
+        if complete >= n_trials:
+            raise _Surplus(f"not needed: {complete} earlier trials completed the study of {n_trials} "
+                           "while this one was waiting to start")
+        if complete + ahead[TrialState.RUNNING] < n_trials:
+            return
+        _fail_stale_trials(study)
+        time.sleep(poll_s)
+
+
 class _Objective:
     """One trial: sample a spec, build, train (reporting aIQ per epoch), record, save the weights."""
 
@@ -165,6 +185,8 @@ class _Objective:
                  on_epoch: Callable[[Trial, EpochReport], None]) -> None:
         self.config = config
         self.poll_s = poll_s
+        self.seen: Counter[TrialState] = Counter()  # the study's trials by state before the last ask
+        self.trial: int | None = None  # the id of the trial last started
         self.data = data
         self.device = device
         self.n_trials = n_trials
@@ -179,6 +201,7 @@ class _Objective:
                                  patience=training.patience)
 
     def __call__(self, trial: Trial) -> float | tuple[float, float]:
+        self.trial = trial._trial_id
         try:
             return self._run(trial)
         except optuna.TrialPruned:
@@ -193,24 +216,8 @@ class _Objective:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGINT)")
             raise
 
-    def _wait_for_place(self, trial: Trial) -> None:
-        """Hold a trial that a race let start while earlier trials could already fill the study: it runs if
-        one of them ends without completing, and gives itself up if they complete."""
-        study = trial.study
-        while True:
-            ahead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-                     if t.number < trial.number]
-            complete = sum(t.state == TrialState.COMPLETE for t in ahead)
-            if complete >= self.n_trials:
-                raise _Surplus(f"not needed: {complete} earlier trials completed the study of {self.n_trials} "
-                               "while this one was waiting to start")
-            if len(ahead) < self.n_trials:
-                return
-            time.sleep(self.poll_s)
-            _fail_stale_trials(study)
-
     def _run(self, trial: Trial) -> float | tuple[float, float]:
-        self._wait_for_place(trial)
+        _wait_for_place(trial, self.n_trials, self.seen, self.poll_s)
         beta = self.config.study.beta
         spec = self.family.sample(trial, self.space, self.data.input_shape, self.data.num_classes)
         seed = self.config.study.seed + trial.number
@@ -259,19 +266,15 @@ class _Objective:
 
 def _set_user_attrs(trial: Trial, attrs: Mapping[str, Any]) -> None:
     """Record several user attributes in one transaction: a trial's results appear together or not at all
-    (a worker killed mid-way leaves no half-recorded trial), and one commit replaces a dozen (each Optuna
-    storage call is its own transaction, about 3 ms through SQLAlchemy's ORM). Optuna has no public call
-    for several attributes, so this runs RDBStorage's own per-key upsert inside one of its sessions; other
-    storages get one call per key."""
+    (a worker killed mid-way leaves no half-recorded trial), and one commit replaces a dozen. Storages other
+    than aiq_search's own get one call per key."""
     storage = trial.storage
-    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
-    if not isinstance(backend, RDBStorage):
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage  # Optuna wraps RDB storages
+    if isinstance(backend, BufferedRDBStorage):
+        backend.set_trial_user_attrs(trial._trial_id, attrs)
+    else:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        return
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(session, TrialUserAttributeModel, trial._trial_id, key, value)
 
 
 def _artifact_dir(config: StudyFile) -> Path:
@@ -284,44 +287,43 @@ def _artifact_dir(config: StudyFile) -> Path:
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
-    """Fail the trials of dead workers (heartbeat older than the grace period) with the reason recorded,
-    then let Optuna's own pass fail them and queue their retries."""
-    storage = study._storage  # Optuna has no public way to list stale trials before it fails them
+    """Fail the trials of dead workers (heartbeat older than the grace period) and queue their retries; the
+    retry callback records why they failed. Optuna does this before each trial; a worker waiting for the
+    study's last trials does it while it waits."""
+    storage = study._storage
     if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
         return
-    stale = storage._get_stale_trial_ids(study._study_id)
-    if not stale:
-        return
-    for trial_id in stale:
-        try:
-            storage.set_trial_user_attr(trial_id, "fail_reason",
-                                        "its worker stopped sending heartbeats (killed or lost)")
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker failed it first
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
 
 
-def _counts(study: optuna.Study) -> Counter[TrialState]:
-    return Counter(t.state for t in study.get_trials(deepcopy=False))
+def _counts(study: optuna.Study, below_number: int | None = None) -> Counter[TrialState]:
+    """The study's trials (those numbered below ``below_number``) by state."""
+    storage = study._storage
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if isinstance(backend, BufferedRDBStorage):
+        return backend.count_trials(study._study_id, below_number=below_number)
+    return Counter(t.state for t in study.get_trials(deepcopy=False)
+                   if below_number is None or t.number < below_number)
 
 
 def _state_names(trials: list[FrozenTrial]) -> dict[str, int]:
     return dict(Counter(t.state.name for t in trials))
 
 
-def _may_start(study: optuna.Study, n_trials: int, deadline: float | None, poll_s: float) -> bool:
-    """Whether this worker should start another trial; waits while the study's last trials run elsewhere."""
+def _may_start(study: optuna.Study, n_trials: int, deadline: float | None, poll_s: float) -> Counter[TrialState] | None:
+    """The study's trials by state if this worker should start another trial, else None; waits while the
+    study's last trials run elsewhere."""
     while True:
-        _fail_stale_trials(study)
         counts = _counts(study)
         if counts[TrialState.COMPLETE] >= n_trials:
-            return False
+            return None
         if deadline is not None and time.monotonic() >= deadline:
-            return False
+            return None
         if counts[TrialState.WAITING] or counts[TrialState.COMPLETE] + counts[TrialState.RUNNING] < n_trials:
-            return True
+            return counts
+        _fail_stale_trials(study)  # one of the running trials may be a dead worker's
         time.sleep(poll_s)
 
 
@@ -492,15 +494,26 @@ def work_on_study(study: optuna.Study, config: StudyFile, *, worker_index: int =
                                lambda t, r: display.epoch(t, r, config.training.max_epochs))
         refresher = _DashboardRefresher()
         callbacks = [remember, display.finished, refresher]
-        while _may_start(study, n_trials, deadline, poll_s):
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+        while (seen := _may_start(study, n_trials, deadline, poll_s)) is not None:
+            objective.seen, objective.trial = seen, None
+            try:
+                study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+                failed, reason = last[0].state == TrialState.FAIL, last[0].user_attrs.get("fail_reason")
+            except (UpdateFinishedTrialError, ValueError):  # Optuna's tell: "Cannot tell a FAIL trial"
+                # another worker failed this trial as dead (its heartbeats did not reach the storage within the
+                # grace period, e.g. the database was out of reach) and queued its retry: go on
+                if objective.trial is None or study._storage.get_trial(objective.trial).state != TrialState.FAIL:
+                    raise
+                failed, reason = True, "another worker failed this worker's trial: its heartbeats stopped"
+                if console is not None:
+                    console.print(f"{prefix}{reason}", markup=False, highlight=False, soft_wrap=True)
             ran += 1
             if study._stop_flag:  # a sampler stopped the study: the grid sampler has tried every combination
                 break
-            failures_in_a_row = failures_in_a_row + 1 if last[0].state == TrialState.FAIL else 0
+            failures_in_a_row = failures_in_a_row + 1 if failed else 0
             if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                 raise AiqSearchError(f"{failures_in_a_row} trials in a row failed in this worker; the last: "
-                                     f"{last[0].user_attrs.get('fail_reason', 'no reason recorded')}")
+                                     f"{reason or 'no reason recorded'}")
         refresher.flush(study)
     trials = study.get_trials(deepcopy=False)
     return RunSummary(study.study_name, redact(config.study.storage), n_trials, _state_names(trials), ran,

@@ -130,6 +130,31 @@ def test_diverging_trials_fail_with_their_reason_and_the_study_goes_on(write_stu
     assert all(t.state == TrialState.FAIL and "diverged" in t.user_attrs["fail_reason"] for t in trials)
 
 
+def test_a_trial_failed_as_dead_by_another_worker_does_not_stop_this_one(
+        write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose heartbeats stopped reaching the storage (a long outage) finds its trial failed by
+    another worker when it reports back: it goes on with the next trial instead of crashing."""
+    import aiq_search.study as study_module
+
+    path = write_study(study={"n_trials": 2})
+    config = load_study_file(path)
+    real_train = study_module.train
+    calls: list[int] = []
+
+    def train_after_being_declared_dead(*args: object, **kwargs: object) -> object:
+        if not calls:  # as another worker's heartbeat check would, while this trial trains
+            others = optuna.storages.RDBStorage(config.study.storage)
+            for trial in optuna.load_study(study_name="tiny", storage=others).get_trials(states=(TrialState.RUNNING,)):
+                others.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "train", train_after_being_declared_dead)
+    summary = run_study(config, progress_bar=False)
+    assert summary.counts == {"FAIL": 1, "COMPLETE": 2} and summary.ran == 3
+    assert [t.state for t in load(path).get_trials()] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
 def test_grid_sampler_stops_when_every_combination_is_tried(write_study: Callable[..., Path]) -> None:
     path = write_study(study={"sampler": "grid", "n_trials": 5}, search={"width": [4, 8]})
     summary = run_study(load_study_file(path), progress_bar=False)
