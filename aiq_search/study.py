@@ -98,11 +98,17 @@ def make_sampler(config: StudyFile, worker_index: int = 0) -> optuna.samplers.Ba
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
+def _first_prunable_epoch(config: StudyFile) -> int | None:
+    """The first epoch at which the study's pruner may stop a trial (None: never). The median pruner waits
+    for half the epochs: early aIQ says little, and the bar (the median of finished trials) is set by
+    survivors, so pruning at epoch 1 would stop nearly all."""
+    return {"median": config.training.max_epochs // 2, "hyperband": 0}.get(config.study.pruner)
+
+
 def make_pruner(config: StudyFile) -> optuna.pruners.BasePruner:
-    """Pruning on the per-epoch aIQ. The median pruner waits for half the epochs: early aIQ says little, and
-    the bar (the median of finished trials) is set by survivors, so pruning at epoch 1 would stop nearly all."""
+    """Pruning on the per-epoch aIQ, from `_first_prunable_epoch` on."""
     if config.study.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=config.training.max_epochs // 2)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=_first_prunable_epoch(config))
     if config.study.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.training.max_epochs)
     return optuna.pruners.NopPruner()
@@ -225,14 +231,15 @@ class _Objective:
         n_params = count_parameters(model)
         _set_user_attrs(trial, {"architecture": spec, "n_params": n_params})  # a failed trial keeps them too
         pareto = self.config.study.mode == "pareto"
-        prunes = self.config.study.pruner != "none"  # asking a pruner that never prunes costs a storage read
+        # asking the pruner reads the study: not before it may prune (Optuna's median pruner reads, then checks)
+        first_prunable = _first_prunable_epoch(self.config)
 
         def report(epoch: EpochReport) -> None:
             self.on_epoch(trial, epoch)
             if pareto:  # Optuna keeps no intermediate values for multi-objective trials
                 return
             trial.report(aiq(epoch.efficiency.network, epoch.val_accuracy, beta), epoch.epoch)
-            if prunes and trial.should_prune():
+            if first_prunable is not None and epoch.epoch >= first_prunable and trial.should_prune():
                 raise optuna.TrialPruned(f"aIQ below the pruner's bar after epoch {epoch.epoch}")
 
         result = train(model, self.data, TrainConfig(**self.train_config, seed=seed), device=self.device,

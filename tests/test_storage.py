@@ -72,6 +72,19 @@ def test_params_and_curve_are_batched_but_seen_at_once_here(url: str) -> None:
     assert done.distributions == {"width": IntDistribution(1, 8), "lr": FloatDistribution(1e-3, 1.0, log=True)}
 
 
+def test_reads_from_memory_only_while_nothing_else_changed(url: str) -> None:
+    mine, other = two_views(url)
+    trial = mine.ask()
+    trial.report(0.5, 0)
+    backend = mine._storage._backend
+    assert backend._only_own_running(mine._study_id, set(), -1) is not None  # only its own running trial
+    assert [t.intermediate_values for t in mine.get_trials()] == [{0: 0.5}]
+    other.ask()  # another worker's new trial is read from the database, with this one from memory
+    assert backend._only_own_running(mine._study_id, set(), -1) is None
+    assert [(t.number, t.intermediate_values) for t in mine.get_trials()] == [(0, {0: 0.5}), (1, {})]
+    assert [t.intermediate_values for t in other.get_trials()] == [{}, {}]
+
+
 def test_a_long_trial_writes_its_curve_every_interval(url: str) -> None:
     mine, other = two_views(url)
     mine._storage._backend.flush_interval_s = 0.0  # every report is "late": written at once
