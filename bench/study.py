@@ -6,7 +6,8 @@ train the same architectures, drawn at random from its space once and replayed b
 run would otherwise differ with each worker's sampler seed). Each worker is its own process with one torch thread;
 the runs happen here, one after the other, each on a fresh PostgreSQL database, in several rounds (rotating
 their order, since this machine's speed drifts). A third run per round, one worker on Optuna's RDBStorage as it
-is, is the baseline for the storage figures.
+is, is the baseline for the storage figures. Last, the shipped quickstart as it is (TPE sampler, median
+pruner) runs once with each storage.
 
 Trials per hour count COMPLETE trials over the span from the first trial's start to the last one's end (as
 the storage recorded them), so process start-up and data loading are left out. The storage share is the time
@@ -16,7 +17,7 @@ trials) divided by the time its loop ran; the part spent while the dashboard cal
 (after each COMPLETE trial) is shown on its own. Calls are storage method calls (a buffered write is a call
 that touches no database); commits are the database transactions the main thread made.
 
-    python bench/study.py [--n-trials 20] [--server postgresql+psycopg://root@127.0.0.1:5432/postgres]
+    python bench/study.py [--n-trials 20] [--rounds 5] [--server postgresql+psycopg://root@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class StorageTimer:
         return timed
 
 
-def worker(config: StudyFile, index: int, params: list[dict[str, Any]], results: multiprocessing.Queue,
+def worker(config: StudyFile, index: int, params: list[dict[str, Any]] | None, results: multiprocessing.Queue,
            plain: bool) -> None:
     """One worker process: the study service's own loop, on a timed storage (``plain``: Optuna's RDBStorage
     as it is, the baseline, which every backend outside aiq_search's upsert list gets)."""
@@ -122,7 +123,8 @@ def worker(config: StudyFile, index: int, params: list[dict[str, Any]], results:
     storage = open_storage(study_cfg.storage, heartbeat_interval=study_cfg.heartbeat_interval,
                            grace_period=study_cfg.grace_period, create=False)
     study = create_or_load_study(config, storage, create=False, worker_index=index)
-    study.sampler = ReplaySampler(params)
+    if params is not None:
+        study.sampler = ReplaySampler(params)
     timer = StorageTimer(storage)
     dashboard.publish_figures = timer.watch_dashboard(dashboard.publish_figures)  # looked up after each trial
     started = time.perf_counter()
@@ -162,8 +164,9 @@ class ReplaySampler(optuna.samplers.RandomSampler):
         return self.params[trial.number % len(self.params)][param_name]
 
 
-def run(config: StudyFile, workers: int, params: list[dict[str, Any]], plain: bool = False) -> dict[str, Any]:
-    """Create the study, run ``workers`` worker processes on it (replaying ``params``), and measure."""
+def run(config: StudyFile, workers: int, params: list[dict[str, Any]] | None, plain: bool = False) -> dict[str, Any]:
+    """Create the study, run ``workers`` worker processes on it (replaying ``params``, if given, instead of
+    the study file's sampler), and measure."""
     create_or_load_study(config, open_storage(config.study.storage), create=True)
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
@@ -184,7 +187,8 @@ def run(config: StudyFile, workers: int, params: list[dict[str, Any]], plain: bo
         by_method.update(report["by_method"])
         calls.update(report["calls_by_method"])
     ran = sum(r["ran"] for r in reports)
-    return {"workers": workers, "complete": len(done), "span_s": span, "per_hour": len(done) / span * 3600,
+    return {"workers": workers, "complete": len(done), "trials": len(study.get_trials()), "span_s": span,
+            "per_hour": len(done) / span * 3600,
             "storage_share": storage_s / loop_s, "dashboard_share": sum(r["dashboard_s"] for r in reports) / loop_s,
             "calls_per_trial": sum(calls.values()) / ran,
             "commits_per_trial": sum(r["commits"] for r in reports) / ran,
@@ -208,7 +212,7 @@ def main() -> None:
     base = load_study_file(REPO / "studies" / "quickstart.toml")
     params = sample_params(base, args.n_trials)
 
-    def measure(workers: int, plain: bool) -> dict[str, Any]:
+    def measure(workers: int, plain: bool, shipped: bool = False) -> dict[str, Any]:
         database = f"aiq_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{database}"')
@@ -216,10 +220,11 @@ def main() -> None:
             url = server.set(database=database).render_as_string(hide_password=False)
             raw = base.model_dump()
             with tempfile.TemporaryDirectory(prefix="aiq-bench-") as artifacts:
-                raw["study"].update(name=f"bench-{workers}", storage=url, sampler="random", pruner="none",
-                                    n_trials=args.n_trials, artifacts=artifacts)
+                raw["study"].update(name=f"bench-{workers}", storage=url, n_trials=args.n_trials, artifacts=artifacts)
+                if not shipped:
+                    raw["study"].update(sampler="random", pruner="none")
                 raw["training"].update(device="cpu", threads=1)
-                return run(StudyFile.model_validate(raw), workers, params, plain)
+                return run(StudyFile.model_validate(raw), workers, None if shipped else params, plain)
         finally:
             with psycopg.connect(admin_dsn, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -254,6 +259,13 @@ def main() -> None:
         print(f"storage calls per trial by method ({label} worker, last round): calls, ms")
         for name, calls, ms in rounds[-1][label]["methods"]:
             print(f"  {name:<36} {calls:>6.1f} {ms:>7.1f}")
+    print("the shipped quickstart as it is (TPE sampler, median pruner: pruning checks read the study each epoch), "
+          "1 worker, one run each:")
+    for label, plain in (("aiq_search", False), ("Optuna's RDBStorage", True)):
+        row = measure(1, plain, shipped=True)
+        print(f"  {label:<20} {row['complete']} complete of {row['trials']} trials in {row['span_s']:.1f} s, "
+              f"storage {row['storage_share']:.1%} ({row['storage_ms_per_trial']:.1f} ms and "
+              f"{row['commits_per_trial']:.1f} commits per trial)")
     print("storage: share of the workers' loop time in storage calls; dashboard: the part of it spent "
           "refreshing the dashboard figure")
     print("targets: 2 workers >= 1.70x one worker; storage share <= 5%")
