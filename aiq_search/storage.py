@@ -31,7 +31,8 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, check_distribution_compatibility, distribution_to_json
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.dialects import postgresql
@@ -40,7 +41,7 @@ from sqlalchemy.engine import make_url
 
 from aiq_search.errors import StorageError
 
-__all__ = ["BufferedRDBStorage", "open_storage", "redact"]
+__all__ = ["BufferedRDBStorage", "buffered_backend", "open_storage", "redact"]
 
 # SQLite waits this long for another worker's write lock instead of failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 120
@@ -81,8 +82,8 @@ class _RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     why it failed; the retry starts clean, without the dead trial's ``fail_reason`` or partial records."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        backend = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDB storages in a cache
-        if isinstance(backend, BufferedRDBStorage):
+        backend = buffered_backend(study._storage)
+        if backend is not None:
             backend.set_fail_reason(trial._trial_id, STALE_REASON)
         clean = copy.deepcopy(trial)
         clean.user_attrs = {}
@@ -323,6 +324,12 @@ class BufferedRDBStorage(RDBStorage):
             query = query.where(trials.c.number < below_number)
         with self.engine.connect() as connection:
             return Counter(dict(connection.execute(query.group_by(trials.c.state)).all()))
+
+
+def buffered_backend(storage: BaseStorage) -> BufferedRDBStorage | None:
+    """The `BufferedRDBStorage` under a study's storage (Optuna wraps RDB storages in its cache), if any."""
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    return backend if isinstance(backend, BufferedRDBStorage) else None
 
 
 def _upsert(engine_name: str, model: Any, keys: tuple[str, ...]) -> sqlalchemy.Insert:

@@ -31,7 +31,6 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
-from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -44,7 +43,7 @@ from aiq_search.data import DataSplits, load_dataset
 from aiq_search.errors import AiqSearchError, ConfigError, StorageError
 from aiq_search.metrics import aiq
 from aiq_search.results import SETTINGS_ATTR, by_aiq, open_study
-from aiq_search.storage import BufferedRDBStorage, open_storage, redact
+from aiq_search.storage import buffered_backend, open_storage, redact
 from aiq_search.studyfile import StudyFile
 from aiq_search.training import EpochReport, TrainConfig, resolve_device, train
 
@@ -275,9 +274,8 @@ def _set_user_attrs(trial: Trial, attrs: Mapping[str, Any]) -> None:
     """Record several user attributes in one transaction: a trial's results appear together or not at all
     (a worker killed mid-way leaves no half-recorded trial), and one commit replaces a dozen. Storages other
     than aiq_search's own get one call per key."""
-    storage = trial.storage
-    backend = storage._backend if isinstance(storage, _CachedStorage) else storage  # Optuna wraps RDB storages
-    if isinstance(backend, BufferedRDBStorage):
+    backend = buffered_backend(trial.storage)
+    if backend is not None:
         backend.set_trial_user_attrs(trial._trial_id, attrs)
     else:
         for key, value in attrs.items():
@@ -307,9 +305,8 @@ def _fail_stale_trials(study: optuna.Study) -> None:
 
 def _counts(study: optuna.Study, below_number: int | None = None) -> Counter[TrialState]:
     """The study's trials (those numbered below ``below_number``) by state."""
-    storage = study._storage
-    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
-    if isinstance(backend, BufferedRDBStorage):
+    backend = buffered_backend(study._storage)
+    if backend is not None:
         return backend.count_trials(study._study_id, below_number=below_number)
     return Counter(t.state for t in study.get_trials(deepcopy=False)
                    if below_number is None or t.number < below_number)
