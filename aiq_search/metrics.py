@@ -1,17 +1,15 @@
 """Neural efficiency and aIQ (Schaub & Hotaling, "Assessing Intelligence in Artificial Neural Networks", 2020).
 
-A layer's *state* for one observation is the on/off pattern of its neurons (on = output > 0, taken at the
-layer's own output, i.e. before any normalization, activation or dropout that follows it). For a
-convolution every spatial position is one observation and the channels are its neurons.
+A layer's *state* for one observation is the on/off pattern of its neurons, on = the value its nonlinearity
+receives is > 0: a Linear/Conv layer is read at its own output, or, when that output goes straight into a
+normalization (Linear/Conv -> BatchNorm -> activation), at the normalization's output (see
+`aiq_search.readout`). A Linear layer's neurons are its output's last dimension, every other position (e.g.
+each token) one observation; a convolution's are its channels, every spatial position one observation.
 
 Layer efficiency is the entropy of the observed state distribution divided by the number of neurons (the
 entropy's maximum); network efficiency is the geometric mean of the layer efficiencies; and
-``aIQ = (network_efficiency * accuracy**beta) ** (1 / (beta + 1))``.
-
-States are counted exactly: each observation's bit pattern is packed losslessly into 64-bit words (no
-hashing) on the model's own device; narrow layers are counted in a dense histogram, wide ones buffered
-and merged by sorting into a running table of distinct states, so memory grows with the number of
-distinct states (plus a bounded buffer) rather than with observations x neurons.
+``aIQ = (network_efficiency * accuracy**beta) ** (1 / (beta + 1))``. States are counted exactly
+(`aiq_search.states`).
 """
 
 from __future__ import annotations
@@ -19,12 +17,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from aiq_search.readout import Readout
 
 __all__ = [
     "PROBED_TYPES",
@@ -37,20 +37,10 @@ __all__ = [
     "network_efficiency",
 ]
 
-#: Module types probed by default (all but the model's last one, its classifier).
+#: Module types probed by default (all but the last of them to run: the model's classifier).
 PROBED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-# A layer of up to this many neurons may be counted in a dense histogram of 2**neurons bins
-# (2**22 int64 bins = 32 MiB) when a batch has enough observations to make that cheaper than sorting.
-_DENSE_MAX_BITS = 22
-# Layers this narrow always use the dense histogram (at most 4,096 bins).
-_DENSE_ALWAYS_BITS = 12
-# Packed codes of wide layers are buffered raw and merged (one sort) into the running table of distinct states
-# once they take this many bytes or more than the table itself: each observation is sorted about once, and
-# memory stays bounded by ~2x the distinct states (or this buffer).
-_MERGE_MIN_BYTES = 32 << 20
-
-_BYTE_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+# measure_efficiency first runs this many samples, uncounted, to find where states are read.
+_TRACE_SAMPLES = 8
 
 
 # --------------------------------------------------------------------------------------------- formulas
@@ -118,21 +108,25 @@ def entropy(counts: Sequence[float] | np.ndarray | torch.Tensor, alpha: float = 
 
 @dataclass(frozen=True)
 class LayerStats:
-    """What was observed of one layer: its width, how often it was seen and how varied its states were."""
+    """What was observed of one layer: its width, how often it was seen and how varied its states were;
+    ``read_at`` names the module whose output the states were read at (the layer, or its normalization)."""
 
     neurons: int
     observations: int
     unique_states: int
     entropy_bits: float
     efficiency: float
+    read_at: str
 
 
 @dataclass(frozen=True)
 class EfficiencyReport:
-    """Per-layer statistics keyed by module name (in model order) and the network efficiency."""
+    """Per-layer statistics keyed by the probed module's name (in model order) and the network efficiency;
+    ``skipped`` names the probed layers that never ran (e.g. attention's ``out_proj``, used functionally)."""
 
     layers: OrderedDict[str, LayerStats]
     network: float
+    skipped: tuple[str, ...] = field(default=())
 
     @property
     def layer_efficiencies(self) -> dict[str, float]:
@@ -140,140 +134,8 @@ class EfficiencyReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable view, for trial attributes and exported metrics."""
-        return {"network": self.network, "layers": {name: asdict(s) for name, s in self.layers.items()}}
-
-
-# --------------------------------------------------------------------------------------------- counting
-
-
-def _observations(out: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Bool on/off tensor of an output, channels (neurons) on dim 1, and its neuron count."""
-    if out.dim() < 2:
-        raise ValueError(f"cannot read neurons from an output of shape {tuple(out.shape)}: expected (N, C, ...)")
-    return out > 0, int(out.shape[1])
-
-
-def _pack(bits: torch.Tensor, neurons: int) -> torch.Tensor:
-    """Pack each observation's on/off pattern losslessly: a 1-D int64 code for up to 64 neurons, else an
-    (observations, words) int64 matrix. Distinct patterns give distinct codes, so counts stay exact."""
-    if neurons <= 64:
-        # Channel-by-channel shifts over contiguous (N, positions) slices: no transpose of the activations.
-        # In place through one scratch buffer: no allocation (and page faults) per channel.
-        dtype = torch.int32 if neurons <= 31 else torch.int64
-        packed = bits[:, 0].to(dtype)
-        shifted = torch.empty_like(packed)
-        for c in range(1, neurons):
-            shifted.copy_(bits[:, c]).bitwise_left_shift_(c)
-            packed.bitwise_or_(shifted)
-        return packed.reshape(-1).to(torch.int64)
-    # Wide layers, like numpy.packbits: 8 neurons to a byte, 8 bytes to an int64 word.
-    rows = bits.movedim(1, -1).reshape(-1, neurons)
-    pad = (-neurons) % 64
-    if pad:
-        rows = torch.cat([rows, rows.new_zeros(rows.shape[0], pad)], dim=1)
-    weights = _BYTE_WEIGHTS.to(rows.device)
-    as_bytes = (rows.view(torch.uint8).reshape(rows.shape[0], -1, 8) * weights).sum(-1, dtype=torch.uint8)
-    return as_bytes.view(torch.int64)
-
-
-class _StateCounter:
-    """Exact streaming histogram of one layer's states."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.neurons: int | None = None
-        self.observations = 0
-        self._dense: torch.Tensor | None = None  # counts indexed by the packed state
-        self._values: torch.Tensor | None = None  # distinct packed states, (S,) or (S, words)
-        self._counts: torch.Tensor | None = None
-        self._pending: list[torch.Tensor] = []  # raw packed codes not merged yet
-        self._pending_bytes = 0
-        self._bad = None  # device flag: a NaN was seen (kept on device to avoid a sync per batch)
-
-    def reset(self) -> None:
-        self.__init__(self.name)  # type: ignore[misc]
-
-    def update(self, out: torch.Tensor) -> None:
-        out = out.detach()
-        if not out.is_floating_point():
-            out = out.float()
-        bits, neurons = _observations(out)
-        if self.neurons is None:
-            self.neurons = neurons
-        elif neurons != self.neurons:
-            raise ValueError(f"layer {self.name!r} changed width from {self.neurons} to {neurons} neurons")
-        if bits.numel() == 0:
-            return
-        # A NaN anywhere makes the sum NaN; one cheap reduction instead of an isnan pass.
-        bad = torch.isnan(out.sum())
-        self._bad = bad if self._bad is None else self._bad | bad
-        n_obs = bits.numel() // neurons
-        self.observations += n_obs
-        if self._dense is not None or (
-            self.observations == n_obs
-            and (neurons <= _DENSE_ALWAYS_BITS or (neurons <= _DENSE_MAX_BITS and 4 * n_obs >= 1 << neurons))
-        ):
-            self._update_dense(bits, neurons)
-        else:
-            self._update_sparse(bits, neurons)
-
-    def _update_dense(self, bits: torch.Tensor, neurons: int) -> None:
-        hist = torch.bincount(_pack(bits, neurons), minlength=1 << neurons)
-        if self._dense is None:
-            self._dense = hist
-        else:
-            self._dense += hist
-
-    def _update_sparse(self, bits: torch.Tensor, neurons: int) -> None:
-        codes = _pack(bits, neurons)
-        self._pending.append(codes)
-        self._pending_bytes += codes.numel() * codes.element_size()
-        held = 0 if self._values is None else self._values.numel() * self._values.element_size()
-        if self._pending_bytes >= max(held, _MERGE_MIN_BYTES):
-            self._merge()
-
-    def _merge(self) -> None:
-        if not self._pending:
-            return
-        raw = torch.cat(self._pending)
-        self._pending, self._pending_bytes = [], 0
-        dim = 0 if raw.dim() == 2 else None
-        if self._values is None:
-            self._values, self._counts = torch.unique(raw, dim=dim, return_counts=True)
-            return
-        assert self._counts is not None
-        values = torch.cat([self._values, raw])
-        counts = torch.cat([self._counts, self._counts.new_ones(raw.shape[0])])
-        self._values, inverse = torch.unique(values, dim=dim, return_inverse=True)
-        self._counts = torch.zeros(self._values.shape[0], dtype=counts.dtype, device=counts.device).index_add_(
-            0, inverse, counts
-        )
-
-    def state_counts(self) -> torch.Tensor:
-        """Counts of the distinct observed states (on the layer's device)."""
-        if self.observations == 0 or self.neurons is None:
-            raise ValueError(f"layer {self.name!r} was never run: no observations to measure")
-        if self._bad is not None and bool(self._bad):
-            raise ValueError(
-                f"layer {self.name!r} produced NaN activations: the model has diverged or its input holds NaN"
-            )
-        if self._dense is not None:
-            return self._dense[self._dense > 0]
-        self._merge()
-        assert self._counts is not None
-        return self._counts
-
-    def stats(self, alpha: float) -> LayerStats:
-        counts = self.state_counts()
-        assert self.neurons is not None
-        h = entropy(counts, alpha)
-        return LayerStats(
-            neurons=self.neurons,
-            observations=self.observations,
-            unique_states=int(counts.numel()),
-            entropy_bits=h,
-            efficiency=min(h / self.neurons, 1.0),
-        )
+        return {"network": self.network, "layers": {name: asdict(s) for name, s in self.layers.items()},
+                "skipped": list(self.skipped)}
 
 
 # --------------------------------------------------------------------------------------------- probing
@@ -282,6 +144,7 @@ class _StateCounter:
 def _resolve_layers(
     model: nn.Module, layers: str | type[nn.Module] | Sequence[str | type[nn.Module]] | None
 ) -> OrderedDict[str, nn.Module]:
+    """The modules to probe, in model order; ``None``: every Linear/Conv (the classifier among them)."""
     named = [(name, m) for name, m in model.named_modules() if name]
     if layers is None:
         candidates = [(name, m) for name, m in named if isinstance(m, PROBED_TYPES)]
@@ -290,7 +153,7 @@ def _resolve_layers(
                 "the model has no hidden Linear or Conv layer to probe (its only one is taken as the "
                 "classifier); pass layers= with module names or types"
             )
-        return OrderedDict(candidates[:-1])
+        return OrderedDict(candidates)
     wanted = [layers] if isinstance(layers, (str, type)) else list(layers)
     if not wanted:
         raise ValueError("layers= is empty: name at least one module or module type to probe")
@@ -320,6 +183,10 @@ class EfficiencyProbe:
             for x, y in loader:
                 correct += (model(x).argmax(1) == y).sum()
         report = probe.report()
+
+    The first forward pass of ``model`` under the probe shows where each layer's state is read (after a
+    normalization that takes its output) and, for the default layers, which one is the classifier (the last
+    Linear/Conv to run), which is then left out.
     """
 
     def __init__(
@@ -333,31 +200,50 @@ class EfficiencyProbe:
         self.alpha = float(alpha)
         if math.isnan(self.alpha) or self.alpha < 0:
             raise ValueError(f"alpha must be >= 0 (or inf), got {alpha!r}")
-        self.modules = _resolve_layers(model, layers)
-        self._counters = OrderedDict((name, _StateCounter(name)) for name in self.modules)
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._readout = Readout(model, _resolve_layers(model, layers), drop_last_run=layers is None)
+
+    @property
+    def modules(self) -> OrderedDict[str, nn.Module]:
+        """The probed layers, in model order. For the default layers, until a forward pass has shown which
+        one runs last, the classifier is taken to be the last one registered."""
+        layers = self._readout.layers
+        if self._readout.traced or not self._readout.drop_last_run:
+            return OrderedDict(layers)
+        return OrderedDict(list(layers.items())[:-1])
 
     def __enter__(self) -> EfficiencyProbe:
-        if self._handles:
+        if self._readout.attached:
             raise RuntimeError("this EfficiencyProbe is already attached")
-        for name, module in self.modules.items():
-            counter = self._counters[name]
-            self._handles.append(module.register_forward_hook(lambda _m, _i, out, c=counter: c.update(out)))
+        self._readout.attach()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._readout.detach()
 
     def reset(self) -> None:
         """Forget every state seen so far (e.g. between epochs)."""
-        for c in self._counters.values():
-            c.reset()
+        self._readout.reset()
 
     def report(self) -> EfficiencyReport:
-        stats = OrderedDict((name, c.stats(self.alpha)) for name, c in self._counters.items())
-        return EfficiencyReport(layers=stats, network=network_efficiency([s.efficiency for s in stats.values()]))
+        """Statistics of every probed layer that ran; raises ValueError when none did."""
+        readout = self._readout
+        readout.finish_trace()
+        stats: OrderedDict[str, LayerStats] = OrderedDict()
+        skipped = []
+        for name, counter in readout.counters.items():
+            if counter.observations == 0:
+                skipped.append(name)
+                continue
+            counts = counter.state_counts()
+            assert counter.neurons is not None
+            h = entropy(counts, self.alpha)
+            stats[name] = LayerStats(neurons=counter.neurons, observations=counter.observations,
+                                     unique_states=int(counts.numel()), entropy_bits=h,
+                                     efficiency=min(h / counter.neurons, 1.0), read_at=readout.read_at[name])
+        if not stats:
+            raise ValueError(f"no probed layer ran ({', '.join(skipped)}): no observations to measure")
+        return EfficiencyReport(layers=stats, network=network_efficiency([s.efficiency for s in stats.values()]),
+                                skipped=tuple(skipped))
 
 
 def _batches(inputs: torch.Tensor | Iterable[Any], batch_size: int) -> Iterator[torch.Tensor]:
@@ -390,7 +276,8 @@ def measure_efficiency(
 ) -> EfficiencyReport:
     """Evaluate ``model`` on ``inputs`` (a tensor, or an iterable of batches or ``(x, y)`` pairs) and report
     the efficiency of its probed layers. The model runs in eval mode on its own device (or ``device``) and is
-    left in the mode and on the device it was found."""
+    left in the mode and on the device it was found; it runs once more, uncounted, on the first few samples,
+    to find where each layer's state is read."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     home = _model_device(model)
@@ -403,7 +290,13 @@ def measure_efficiency(
         with probe, torch.inference_mode():
             for x in _batches(inputs, batch_size):
                 if x.shape[0]:
-                    model(x.to(target, non_blocking=True))
+                    x = x.to(target, non_blocking=True)
+                    if seen == 0:
+                        # The probe's first pass finds where states are read, counting some layers twice:
+                        # give it a few samples and forget them, so each batch is counted once, as it is.
+                        model(x[:_TRACE_SAMPLES])
+                        probe.reset()
+                    model(x)
                     seen += x.shape[0]
     finally:
         model.to(home)
@@ -412,3 +305,4 @@ def measure_efficiency(
     if seen == 0:
         raise ValueError("inputs held no samples: no observations to measure")
     return probe.report()
+

@@ -1,4 +1,4 @@
-"""Figures of a study's finished trials, and one self-contained HTML report of them.
+"""Figures of a study's finished trials, for the HTML report (aiq_search.report) and the dashboard.
 
 Every builder takes the COMPLETE trials (``aiq_search.results.complete_trials``) and returns a plotly
 Figure, so the report, the dashboard and a notebook all draw the same thing. Each point carries its trial
@@ -7,26 +7,13 @@ number in ``customdata[0]``: that is how a reader (or a test) finds which trial 
 
 from __future__ import annotations
 
-import html
 import math
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import optuna
 import plotly.graph_objects as go
-import plotly.io as pio
 from optuna.trial import FrozenTrial
 
-from aiq_search.results import (
-    by_aiq,
-    complete_trials,
-    count_states,
-    describe_architecture,
-    pareto_front,
-    require_complete_trials,
-    study_settings,
-)
+from aiq_search.results import RecordedSettings, by_aiq, describe_trial, pareto_front
 
 TEMPLATE = "plotly_white"
 _HOVER = (
@@ -44,7 +31,7 @@ def _customdata(trial: FrozenTrial) -> list[Any]:
         attrs["n_params"],
         attrs["network_efficiency"],
         attrs["aiq"],
-        describe_architecture(attrs["architecture"]),
+        describe_trial(trial),
     ]
 
 
@@ -74,11 +61,52 @@ def _styled(fig: go.Figure, title: str, xaxis: dict[str, Any], yaxis: dict[str, 
     return fig
 
 
+# Lines short enough for the dashboard's half-width card.
+PARETO_NOTE = ("Red line: the Pareto front, the trials that no other trial beats on both<br>"
+               "accuracy and size. aIQ scores accuracy and how well a network uses its<br>"
+               "neurons, not its size: the best-aIQ trial (star) need not lie on the front.")
+
+
+def count_label(n: float) -> str:
+    """A parameter count as an axis label: 500, 1k, 2.5k, 10k, 1M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:g}{suffix}"
+    return f"{n:g}"
+
+
+def count_ticks(low: float, high: float) -> list[float]:
+    """Round parameter counts between ``low`` and ``high`` for a log axis: 1-2-5 steps, denser when the
+    range is narrow, and for a range narrower than that, three numbers spread over it (two digits)."""
+    exponents = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for mantissas in ((1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10**e for e in exponents for m in mantissas if low <= m * 10**e <= high]
+        if len(ticks) >= 4:
+            return ticks
+    if len(ticks) >= 2:
+        return ticks
+    return sorted({float(f"{low * (high / low) ** f:.2g}") for f in (0.2, 0.5, 0.8)})
+
+
+def _marked(name: str, trial: FrozenTrial, symbol: str, color: str, size: int) -> go.Scatter:
+    """One trial drawn over its point with its own marker and legend entry: labels that cover no point."""
+    return go.Scatter(
+        name=name,
+        x=[trial.user_attrs["n_params"]],
+        y=[trial.user_attrs["accuracy"]],
+        mode="markers",
+        marker=dict(size=size, symbol=symbol, color=color, line=dict(width=1.5, color="#222")),
+        customdata=[_customdata(trial)],
+        hovertemplate=_HOVER,
+    )
+
+
 def pareto_figure(trials: list[FrozenTrial], *, eval_split: str = "validation") -> go.Figure:
     """Accuracy against parameter count: where the small-and-accurate trade-off lies.
 
     Every trial is a point colored by aIQ; the non-dominated trials are joined by a step line (the
-    region a better network would have to enter); the best-aIQ and most accurate trials are labelled.
+    region a better network would have to enter); the best-aIQ and most accurate trials get their own
+    markers and legend entries, and a note says why the best-aIQ trial may sit off the front.
     """
     fig = go.Figure(_trial_points(trials, "n_params", "accuracy"))
     front = pareto_front(trials)
@@ -94,29 +122,28 @@ def pareto_figure(trials: list[FrozenTrial], *, eval_split: str = "validation") 
             hovertemplate=_HOVER,
         )
     )
+    xaxis: dict[str, Any] = dict(title="trainable parameters (log scale)", type="log")
     if trials:
         best = by_aiq(trials)[0]
         most_accurate = min(trials, key=lambda t: (-t.user_attrs["accuracy"], t.user_attrs["n_params"], t.number))
-        labels = {best.number: f"best aIQ #{best.number}"}
-        labels[most_accurate.number] = (
-            f"best aIQ and most accurate #{best.number}"
-            if most_accurate.number == best.number
-            else f"most accurate #{most_accurate.number}"
-        )
-        for trial in (best, most_accurate):
-            fig.add_annotation(
-                x=math.log10(trial.user_attrs["n_params"]),  # a log axis places annotations by log10
-                y=trial.user_attrs["accuracy"],
-                xref="x",
-                yref="y",
-                text=labels[trial.number],
-                showarrow=True,
-                arrowhead=2,
-                ax=-40,
-                ay=-30 if trial is best else 30,
-            )
-    return _styled(fig, "aIQ Pareto front: accuracy against parameters",
-                   dict(title="trainable parameters (log scale)", type="log"), dict(title=f"accuracy ({eval_split})"))
+        if most_accurate.number == best.number:
+            fig.add_trace(_marked(f"best aIQ and most accurate #{best.number}", best, "star", "#ffd700", 20))
+        else:
+            fig.add_trace(_marked(f"best aIQ #{best.number} (aIQ {best.user_attrs['aiq']:.3f})", best,
+                                  "star", "#ffd700", 20))
+            fig.add_trace(_marked(f"most accurate #{most_accurate.number} "
+                                  f"(accuracy {most_accurate.user_attrs['accuracy']:.3f})",
+                                  most_accurate, "diamond", "#ff7f0e", 14))
+        counts = [t.user_attrs["n_params"] for t in trials]
+        low, high = min(counts) / 1.25, max(counts) * 1.25  # room around the outermost points
+        ticks = count_ticks(low, high)
+        xaxis.update(range=[math.log10(low), math.log10(high)], tickvals=ticks,
+                     ticktext=[count_label(t) for t in ticks])
+        fig.add_annotation(text=PARETO_NOTE, xref="paper", yref="paper", x=0, y=1.01, xanchor="left",
+                           yanchor="bottom", showarrow=False, align="left", font=dict(size=11, color="#555"))
+    fig = _styled(fig, "aIQ Pareto front: accuracy against parameters", xaxis, dict(title=f"accuracy ({eval_split})"))
+    fig.update_layout(margin=dict(t=125))
+    return fig
 
 
 def efficiency_figure(trials: list[FrozenTrial], *, beta: float = 2.0) -> go.Figure:
@@ -158,7 +185,7 @@ def layer_efficiency_figure(trials: list[FrozenTrial], *, top: int = 5) -> go.Fi
                 name=f"#{trial.number} (aIQ {trial.user_attrs['aiq']:.3f})",
                 x=list(layers),
                 y=list(layers.values()),
-                customdata=[[trial.number, describe_architecture(trial.user_attrs["architecture"])]] * len(layers),
+                customdata=[[trial.number, describe_trial(trial)]] * len(layers),
                 hovertemplate="trial #%{customdata[0]} %{x}: efficiency %{y:.4f}<br>%{customdata[1]}<extra></extra>",
             )
         )
@@ -198,72 +225,11 @@ def history_figure(trials: list[FrozenTrial]) -> go.Figure:
     return _styled(fig, "Best aIQ so far", dict(title="trial number"), dict(title="aIQ"))
 
 
-def report_figures(study: optuna.Study) -> list[go.Figure]:
-    """The report's four figures, in reading order."""
-    settings = study_settings(study)
-    trials = require_complete_trials(study)
+def report_figures(trials: list[FrozenTrial], settings: RecordedSettings) -> list[go.Figure]:
+    """The report's four figures, in reading order (``settings``: the study's, `results.study_settings`)."""
     return [
-        pareto_figure(trials, eval_split=settings.get("eval_split", "validation")),
-        efficiency_figure(trials, beta=float(settings.get("beta", 2.0))),
+        pareto_figure(trials, eval_split=settings.eval_split),
+        efficiency_figure(trials, beta=settings.beta),
         layer_efficiency_figure(trials),
         history_figure(trials),
     ]
-
-
-def _summary(study: optuna.Study) -> str:
-    settings = study_settings(study)
-    trials = complete_trials(study)
-    rows = [
-        ("mode", settings.get("mode")),
-        ("data set", f"{settings.get('dataset')} (scored on the {settings.get('eval_split')} split)"),
-        ("family", settings.get("family")),
-        ("β", settings.get("beta")),
-        ("trials", count_states(study)),
-    ]
-    if trials:
-        best = by_aiq(trials)[0]
-        attrs = best.user_attrs
-        rows.append(
-            (
-                "best aIQ",
-                f"trial #{best.number}: aIQ {attrs['aiq']:.4f}, accuracy {attrs['accuracy']:.4f}, "
-                f"test accuracy {attrs['test_accuracy']:.4f}, {attrs['n_params']:,} parameters, "
-                f"network efficiency {attrs['network_efficiency']:.4f} — "
-                f"{describe_architecture(attrs['architecture'])}",
-            )
-        )
-    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<table>{cells}</table>"
-
-
-def write_report(study: optuna.Study, path: str | Path) -> Path:
-    """Write one HTML page holding every figure, with plotly.js embedded so it opens with no network."""
-    path = Path(path)
-    divs = [
-        pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), default_height="600px")
-        for i, fig in enumerate(report_figures(study))
-    ]
-    title = html.escape(f"aiq-search: {study.study_name}")
-    written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 1em; }}
-th, td {{ text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p>Written {written}.</p>
-{_summary(study)}
-{"".join(divs)}
-</body>
-</html>
-"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path

@@ -7,15 +7,46 @@ reader keeps them agreeing on which trials count and which of them form the fron
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from aiq_search.errors import StorageError
-from aiq_search.storage import open_storage, redact
+from aiq_search.records import SETTINGS_ATTR, generic_description
+from aiq_search.storage import STALE_REASON, open_storage, redact
 
-SETTINGS_ATTR = "aiq_search"
+
+@dataclass(frozen=True)
+class RecordedSettings:
+    """What a study recorded when it was created (aiq_search.study.settings_record): the validated study
+    file as plain data, its data set's input format and where its artifacts are. Read without importing
+    torch, so readers start fast."""
+
+    config: dict[str, Any]
+    data: dict[str, Any]
+    artifacts: str
+
+    @property
+    def mode(self) -> str:
+        return self.config["study"]["mode"]
+
+    @property
+    def eval_split(self) -> str:
+        return self.config["study"]["eval_split"]
+
+    @property
+    def beta(self) -> float:
+        return self.config["metrics"]["beta"]
+
+    @property
+    def dataset(self) -> str:
+        return self.config["data"]["dataset"]
+
+    @property
+    def n_trials(self) -> int:
+        return self.config["study"]["n_trials"]
 
 
 def open_study(storage_url: str, study_name: str) -> optuna.Study:
@@ -29,15 +60,23 @@ def open_study(storage_url: str, study_name: str) -> optuna.Study:
         raise StorageError(f"no study named {study_name!r} in {redact(storage_url)} (it holds {held})") from None
 
 
-def study_settings(study: optuna.Study) -> dict[str, Any]:
-    """The study attribute aiq_search.study writes: mode, beta, dataset, eval split, artifacts, config."""
+def study_settings(study: optuna.Study) -> RecordedSettings:
+    """The settings an aiq-search study recorded; a one-line error for a study that aiq-search did not make
+    (or an older version made)."""
     settings = study.user_attrs.get(SETTINGS_ATTR)
-    if not isinstance(settings, dict):
-        raise StorageError(
-            f"study {study.study_name!r} was not created by aiq-search "
-            f"(it has no {SETTINGS_ATTR!r} study attribute)"
-        )
-    return settings
+    try:
+        return RecordedSettings(settings["config"], settings["data"], settings["artifacts"])
+    except (TypeError, KeyError):
+        raise StorageError(f"study {study.study_name!r} was not created by this version of aiq-search "
+                           f"(its {SETTINGS_ATTR!r} study attribute is missing or incomplete)") from None
+
+
+def fail_reason(trial: FrozenTrial) -> str | None:
+    """Why a FAIL trial failed: the reason its worker recorded, else the heartbeat's (a worker that died
+    could record nothing, and Optuna offers no way to write on a trial once it has failed)."""
+    if trial.state != TrialState.FAIL:
+        return None
+    return trial.user_attrs.get("fail_reason") or STALE_REASON
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -85,12 +124,8 @@ def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return front
 
 
-def describe_architecture(spec: dict[str, Any]) -> str:
-    """One short line for hover text and tables, e.g. ``lenet5 20-50-100 elu, batch norm, dropout 0.25``."""
-    sizes = "-".join(str(s) for s in spec.get("widths") or spec.get("channels") or [])
-    parts = [" ".join(p for p in (spec.get("family", "?"), sizes, spec.get("activation", "")) if p)]
-    if spec.get("batch_norm"):
-        parts.append("batch norm")
-    if spec.get("dropout"):
-        parts.append(f"dropout {spec['dropout']:.2f}")
-    return ", ".join(parts)
+def describe_trial(trial: FrozenTrial) -> str:
+    """One short line for hover text and tables: the summary the trial's family wrote when the trial
+    started, else a generic line of its spec (read without importing any family, so readers start fast)."""
+    attrs = trial.user_attrs
+    return attrs.get("summary") or generic_description(attrs.get("architecture") or {})

@@ -2,19 +2,21 @@
 
 Validation happens here, before storage is opened, so a bad file never touches an existing study. Every
 error is one line naming the file, the field and what is allowed: pydantic's errors are rewritten into
-`ConfigError`, and the search-space overrides are checked by the family's own `Family.narrow`.
+`ConfigError`, the search-space overrides are checked by the family's own `Family.narrow`, and the data
+set's options by the data set (`aiq_search.data.Dataset.check_options`).
 
 Relative paths (the SQLite file in ``storage``, ``artifacts``, ``data.data_dir``) are relative to the
-directory aiq-search runs in, as SQLite URLs are.
+directory aiq-search runs in, as SQLite URLs are; a data set's ``path`` option is relative to ``data_dir``
+when one is set (or ``$AIQ_DATA_DIR``), else to that directory too.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,11 +28,14 @@ from pydantic import (
     model_validator,
 )
 
-from aiq_search.architectures import FAMILIES, Choice
-from aiq_search.data import DATASETS
-from aiq_search.errors import ConfigError
+from aiq_search.errors import AiqSearchError, ConfigError
+from aiq_search.settings import MetricsConfig, TrainConfig
+from aiq_search.outage import OUTAGE_TIMEOUT_S
 
-__all__ = ["DataSection", "SearchSection", "StudyFile", "StudySection", "TrainingSection", "load_study_file"]
+if TYPE_CHECKING:
+    from aiq_search.families import Choice, Family
+
+__all__ = ["DataSection", "SearchSection", "StudyFile", "StudySection", "load_study_file", "load_study_section"]
 
 Mode = Literal["aiq", "pareto"]
 SamplerName = Literal["tpe", "random", "grid", "nsga2"]
@@ -41,7 +46,6 @@ PrunerName = Literal["median", "hyperband", "none"]
 DEFAULT_SAMPLER: dict[str, str] = {"aiq": "tpe", "pareto": "nsga2"}
 DEFAULT_PRUNER: dict[str, str] = {"aiq": "median", "pareto": "none"}
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -57,7 +61,6 @@ class StudySection(_Section):
     storage: str | None = None
     artifacts: str | None = None
     mode: Mode = "aiq"
-    beta: float = Field(2.0, gt=0)
     eval_split: Literal["validation", "test"] = "validation"
     sampler: SamplerName | None = None
     pruner: PrunerName | None = None
@@ -67,19 +70,14 @@ class StudySection(_Section):
     heartbeat_interval: int = Field(10, ge=1)
     grace_period: int = Field(60, ge=2)
     max_retry: int = Field(3, ge=0)
+    # how long a worker waits for an unreachable storage (a restart, a failover) before it stops
+    outage_timeout: float = Field(OUTAGE_TIMEOUT_S, gt=0)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must start with a letter or digit and hold only letters, digits, '_', '.', '-'")
-        return value
-
-    @field_validator("beta")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number > 0")
         return value
 
     @field_validator("pruner")
@@ -109,54 +107,71 @@ class StudySection(_Section):
         return self
 
 
-class DataSection(_Section):
-    """Which data set, where its files are, how the validation split is held out."""
+def _resolvable(reference: str, resolve: Callable[[str], object]) -> str:
+    """A plugin reference (data set, family) that resolves; its one-line error becomes the field's."""
+    try:
+        resolve(reference)
+    except AiqSearchError as exc:  # pydantic reports ValueErrors as this field's error
+        raise ValueError(str(exc)) from None
+    return reference
 
-    dataset: Literal[DATASETS]  # type: ignore[valid-type]  # the tuple expands to its names
+
+class DataSection(BaseModel):
+    """Which data set, where its files are, how the validation split is held out; any other key is an option
+    of the data set (e.g. ``path``, ``image_size``), checked by the data set itself (`check_data`)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    dataset: str
     data_dir: str | None = None
     download: bool = False
     val_size: float = Field(0.1, gt=0, lt=1)
     label_noise: float = Field(0.0, ge=0, lt=1)
 
-
-class TrainingSection(_Section):
-    """How each sampled network is trained (`aiq_search.training.TrainConfig` less the seed, which is the
-    study's seed plus the trial number, so every trial is reproducible whichever worker runs it)."""
-
-    optimizer: Literal["sgd", "adam"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(128, ge=1)
-    max_epochs: int = Field(20, ge=1)
-    patience: int = Field(5, ge=1)
-    device: str = "auto"
-    threads: int | None = Field(None, ge=1)  # torch's CPU threads; small networks train fastest on one
-
-    @field_validator("device")
+    @field_validator("dataset")
     @classmethod
-    def _device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-        return value
+    def _known(cls, value: str) -> str:
+        from aiq_search.data import resolve_dataset  # imported here: readers of the [study] table need no torch
+
+        return _resolvable(value, resolve_dataset)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The data set's own options as written in the file (the keys beyond the common ones)."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class SearchSection(BaseModel):
-    """The architecture family and the study's overrides of its choices (checked by `Family.narrow`)."""
+    """The architecture family and the study's overrides of its choices (checked by `Family.narrow`).
+
+    ``family`` is resolved by `aiq_search.families.get_family`: a built-in's name, an installed package's
+    entry point, or a ``package.module:attribute`` import path to a family of your own."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    family: Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
+    family: str
+
+    @field_validator("family")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from aiq_search.families import get_family  # imported here: readers of the [study] table need no torch
+
+        return _resolvable(value, get_family)
 
     @property
     def overrides(self) -> dict[str, Any]:
         """The narrowed or fixed choices as written in the file."""
         return dict(self.__pydantic_extra__ or {})
 
+    def resolve(self) -> Family:
+        """The family this section names."""
+        from aiq_search.families import get_family
+
+        return get_family(self.family)
+
     def space(self) -> dict[str, Choice | Any]:
         """The family's search space with this file's overrides applied."""
-        return FAMILIES[self.family].narrow(self.overrides)
+        return self.resolve().narrow(self.overrides)
 
 
 class StudyFile(BaseModel):
@@ -167,22 +182,24 @@ class StudyFile(BaseModel):
     study: StudySection
     data: DataSection
     search: SearchSection
-    training: TrainingSection = TrainingSection()
+    training: TrainConfig = TrainConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
-    def with_overrides(self, *, n_trials: int | None = None, timeout: float | None = None,
-                       storage: str | None = None, device: str | None = None,
-                       threads: int | None = None) -> StudyFile:
-        """This file with command-line options applied (validated like the file's own values)."""
-        study = {k: v for k, v in (("n_trials", n_trials), ("timeout", timeout), ("storage", storage))
-                 if v is not None}
-        training = {k: v for k, v in (("device", device), ("threads", threads)) if v is not None}
+    def with_overrides(self, fields: Mapping[str, Any] | None = None, *, n_trials: int | None = None,
+                       timeout: float | None = None, storage: str | None = None, device: str | None = None,
+                       threads: int | None = None, study_name: str | None = None) -> StudyFile:
+        """This file with command-line options applied, validated like the file's own values. ``fields``
+        maps ``section.key`` to a value (``--set``); the keywords are the common ones by name."""
+        named = {"study.n_trials": n_trials, "study.timeout": timeout, "study.storage": storage,
+                 "training.device": device, "training.threads": threads, "study.name": study_name}
         raw = self.model_dump()
-        raw["study"].update(study)
-        raw["training"].update(training)
-        try:
-            return StudyFile.model_validate(raw)
-        except ValidationError as exc:
-            raise ConfigError(f"command line: {_describe(exc)}") from None
+        for dotted, value in {**dict(fields or {}), **{k: v for k, v in named.items() if v is not None}}.items():
+            section, _, key = dotted.partition(".")
+            if not key or "." in key or section not in StudyFile.model_fields:
+                raise ConfigError(f"command line: {dotted!r} is not section.key; sections: "
+                                  f"{', '.join(StudyFile.model_fields)}")
+            raw.setdefault(section, {})[key] = value
+        return _parse(raw, "command line")
 
     def record(self) -> dict[str, Any]:
         """The validated file as plain data (JSON-serializable), for the study's user attrs."""
@@ -219,14 +236,16 @@ def _describe(exc: ValidationError) -> str:
     return f"field '{field}': {message}{more}"
 
 
-def _check_search(path: Path, parsed: StudyFile) -> None:
+def _check_search(path: str | Path, parsed: StudyFile) -> None:
     """Narrow the family's space one override at a time, so the error names the exact field."""
-    family = FAMILIES[parsed.search.family]
+    family = parsed.search.resolve()
     for name, value in parsed.search.overrides.items():
         try:
             family.narrow({name: value})
         except ValueError as exc:
             raise ConfigError(f"{path}: field 'search.{name}': {exc}") from None
+    from aiq_search.families import Choice
+
     if parsed.study.sampler == "grid":
         for name, entry in parsed.search.space().items():
             if isinstance(entry, Choice) and entry.kind == "float":
@@ -235,20 +254,55 @@ def _check_search(path: Path, parsed: StudyFile) -> None:
                     f"fix it to one value or give a list of values (now {entry.describe()})")
 
 
-def load_study_file(path: str | Path) -> StudyFile:
-    """Read and validate a study file; any problem is a one-line `ConfigError` naming file and field."""
-    path = Path(path)
+def _check_data(path: str | Path, parsed: StudyFile) -> None:
+    """Let the data set check its own options, so the error names the exact field."""
+    from aiq_search.data import OptionError, resolve_dataset
+
+    dataset = resolve_dataset(parsed.data.dataset)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        dataset.check_options(parsed.data.options)
+    except OptionError as exc:
+        problem = exc.problem
+        if problem.startswith("unknown option"):
+            problem = f"unknown key; allowed keys: {', '.join([*DataSection.model_fields, *dataset.option_names()])}"
+        raise ConfigError(f"{path}: field 'data.{exc.field}': {problem}") from None
+
+
+def _parse(raw: dict[str, Any], where: str | Path) -> StudyFile:
+    """Validate a study file's tables; any problem is a one-line `ConfigError` naming where and the field."""
+    try:
+        parsed = StudyFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
+    _check_search(where, parsed)
+    _check_data(where, parsed)
+    return parsed
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such study file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_study_file(path: str | Path) -> StudyFile:
+    """Read and validate a study file; any problem is a one-line `ConfigError` naming file and field."""
+    path = Path(path)
+    return _parse(_read(path), path)
+
+
+def load_study_section(path: str | Path) -> StudySection:
+    """Only the ``[study]`` table of a study file (name, storage, artifacts...), validated: what the readers
+    (status, plot, export, dashboard) need, without importing any family or data set."""
+    path = Path(path)
+    raw = _read(path)
     try:
-        parsed = StudyFile.model_validate(raw)
+        return StudySection.model_validate(raw.get("study"))
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
-    _check_search(path, parsed)
-    return parsed
+        message = _describe(exc).replace("field '", "field 'study.", 1)
+        raise ConfigError(f"{path}: {message}") from None

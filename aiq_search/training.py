@@ -6,7 +6,7 @@ with one validation pass that gives both the accuracy and the efficiency of the 
 study layer uses for pruning. Early stopping keeps the best-validation weights.
 
 On the CPU, identical seeds give identical results: the permutations come from a generator seeded with
-``config.seed`` and dropout draws from the global generator re-seeded (inside a forked RNG state, so the
+``seed`` and dropout draws from the global generator re-seeded (inside a forked RNG state, so the
 caller's random state is untouched) with the same seed.
 """
 
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,77 +24,45 @@ from torch.nn import functional as F
 
 from aiq_search.data import SPLITS, DataSplits
 from aiq_search.metrics import EfficiencyProbe, EfficiencyReport
+from aiq_search.settings import DEFAULT_METRICS, MetricsConfig, TrainConfig
 
 __all__ = [
     "DivergenceError",
     "EpochReport",
-    "TrainConfig",
     "TrainResult",
     "evaluate",
     "resolve_device",
     "train",
 ]
 
-OPTIMIZERS = ("sgd", "adam")
-
-
 class DivergenceError(RuntimeError):
     """The training loss (or the model's output) became NaN or infinite."""
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How to train. ``momentum`` and ``nesterov`` apply to SGD only; ``patience`` is the number of epochs
-    without a better validation accuracy before stopping (None: always run ``max_epochs``)."""
-
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    max_epochs: int = 20
-    patience: int | None = 5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        def number(value: object) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-        if not number(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not number(self.momentum) or not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
-        if not number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
-        for name in ("batch_size", "max_epochs", "patience"):
-            value = getattr(self, name)
-            if not (name == "patience" and value is None) and (type(value) is not int or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if type(self.seed) is not int:
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-
-
-@dataclass(frozen=True)
 class EpochReport:
-    """One epoch: mean training loss, then validation accuracy and efficiency from the same pass;
-    ``seconds`` is the time of the training pass alone."""
+    """One epoch: mean training loss and the accuracy on the training batches as they were trained (in
+    training mode, so with dropout), then validation accuracy and efficiency from one pass; ``seconds`` is
+    the time of the training pass alone."""
 
     epoch: int
     train_loss: float
+    train_accuracy: float
     val_accuracy: float
     efficiency: EfficiencyReport
     seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The epoch as plain data, for a trial's recorded history."""
+        return {"epoch": self.epoch, "train_loss": self.train_loss, "train_accuracy": self.train_accuracy,
+                "val_accuracy": self.val_accuracy, "network_efficiency": self.efficiency.network,
+                "layer_efficiencies": self.efficiency.layer_efficiencies, "seconds": self.seconds}
 
 
 @dataclass(frozen=True)
 class TrainResult:
     """The outcome for the best-validation weights; ``efficiency`` and ``eval_accuracy`` come from one pass
-    over ``eval_split``."""
+    over ``eval_split``; ``history`` holds every epoch (`EpochReport.as_dict`)."""
 
     val_accuracy: float
     test_accuracy: float
@@ -104,6 +73,7 @@ class TrainResult:
     best_epoch: int
     seconds: float
     device: str
+    history: list[dict[str, Any]]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -146,11 +116,12 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000,
-             layers: Sequence[str | type[nn.Module]] | None = None) -> tuple[float, EfficiencyReport]:
-    """Accuracy and efficiency report of ``model`` on ``(x, y)``, from one pass (x on the model's device)."""
+             metrics: MetricsConfig = DEFAULT_METRICS) -> tuple[float, EfficiencyReport]:
+    """Accuracy and efficiency report of ``model`` on ``(x, y)``, from one pass (x on the model's device);
+    ``metrics`` says which layers are probed and the entropy's order."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    with EfficiencyProbe(model, layers) as probe:
+    with EfficiencyProbe(model, metrics.layers, alpha=metrics.alpha) as probe:
         accuracy = _accuracy(model, x, y, batch_size)
     return accuracy, probe.report()
 
@@ -164,26 +135,35 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-                 batch_size: int, generator: torch.Generator) -> torch.Tensor:
-    """One pass over a fresh permutation; returns the mean loss as a device tensor (read once, by the caller)."""
+                 batch_size: int, generator: torch.Generator) -> tuple[float, float]:
+    """One pass over a fresh permutation; the mean loss and the accuracy on the batches as trained, summed
+    on the device and read once."""
     model.train()
     n = x.shape[0]
     order = torch.randperm(n, generator=generator).to(x.device, non_blocking=True)
     total = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        loss = F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx))
+        targets = y.index_select(0, idx)
+        logits = model(x.index_select(0, idx))
+        loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.detach() * idx.numel()
-    return total / n
+        correct += (logits.detach().argmax(1) == targets).sum()
+    return float(total / n), int(correct) / n
 
 
-def train(model: nn.Module, data: DataSplits, config: TrainConfig, *, device: str | torch.device,
-          eval_split: str = "validation",
+def train(model: nn.Module, data: DataSplits, config: TrainConfig = TrainConfig(), *, seed: int = 0,
+          device: str | torch.device | None = None, eval_split: str = "validation",
+          metrics: MetricsConfig = DEFAULT_METRICS,
           epoch_callback: Callable[[EpochReport], None] | None = None) -> TrainResult:
     """Train ``model`` on ``data.train``, stop early on validation accuracy, and report the best weights.
+
+    ``seed`` fixes the batch order and dropout; ``device`` overrides ``config.device``; ``metrics`` says how
+    efficiency is measured after every epoch and at the end.
 
     ``epoch_callback`` sees every `EpochReport`; whatever it raises (e.g. ``optuna.TrialPruned``)
     propagates. However training ends, the model (moved to ``device``) holds its best-validation weights.
@@ -192,7 +172,7 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig, *, device: st
     if eval_split not in SPLITS:
         raise ValueError(f"eval_split must be one of {', '.join(SPLITS)}, got {eval_split!r}")
     started = time.perf_counter()
-    dev = resolve_device(device)
+    dev = resolve_device(config.device if device is None else device)
     data = data.to(dev)
     model.to(dev)
     channels_last = dev.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -200,26 +180,29 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig, *, device: st
         # oneDNN's convolutions and max pooling run ~1.7x faster on NHWC tensors (LeNet-5, 2 cores)
         model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(seed)
     best: tuple[float, int, EfficiencyReport, dict[str, torch.Tensor]] | None = None
+    history: list[dict[str, Any]] = []
     epoch = 0
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seed)
         try:
             for epoch in range(1, config.max_epochs + 1):
                 epoch_start = time.perf_counter()
-                loss = float(_train_epoch(model, data.train_x, data.train_y, optimizer, config.batch_size,
-                                          generator))
+                loss, train_accuracy = _train_epoch(model, data.train_x, data.train_y, optimizer,
+                                                    config.batch_size, generator)
                 seconds = time.perf_counter() - epoch_start
                 if not math.isfinite(loss):
                     raise DivergenceError(f"training diverged: the loss became {loss} in epoch {epoch} "
                                           f"(lr={config.lr}); try a lower learning rate")
-                val_accuracy, efficiency = evaluate(model, data.val_x, data.val_y)
+                val_accuracy, efficiency = evaluate(model, data.val_x, data.val_y, metrics=metrics)
                 if best is None or val_accuracy > best[0]:
                     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     best = (val_accuracy, epoch, efficiency, state)
+                report = EpochReport(epoch, loss, train_accuracy, val_accuracy, efficiency, seconds)
+                history.append(report.as_dict())
                 if epoch_callback is not None:
-                    epoch_callback(EpochReport(epoch, loss, val_accuracy, efficiency, seconds))
+                    epoch_callback(report)
                 if config.patience is not None and epoch - best[1] >= config.patience:
                     break
         finally:
@@ -233,7 +216,7 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig, *, device: st
     else:
         # Measured on the weights as handed back (NCHW after channels_last training): NHWC kernels round
         # differently, and a unit sitting at zero could flip and change a count that an export re-measures.
-        eval_accuracy, efficiency = evaluate(model, *data.split(eval_split))
+        eval_accuracy, efficiency = evaluate(model, *data.split(eval_split), metrics=metrics)
     test_accuracy = eval_accuracy if eval_split == "test" else _accuracy(model, data.test_x, data.test_y, 1000)
     return TrainResult(
         val_accuracy=val_accuracy,
@@ -245,4 +228,5 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig, *, device: st
         best_epoch=best_epoch,
         seconds=time.perf_counter() - started,
         device=str(dev),
+        history=history,
     )

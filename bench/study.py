@@ -1,275 +1,276 @@
-"""Throughput of the study service on PostgreSQL: trials per hour with 1 and with 2 workers, and the share
-of the workers' time spent in storage calls.
+"""Throughput of the study service on real work: LeNet-300-100 on MNIST, 1 and 2 workers on PostgreSQL.
 
-The study is studies/quickstart.toml (digits, small LeNet-5 ranges, up to 15 epochs) without pruning; both runs
-train the same architectures, drawn at random from its space once and replayed by trial number (the work per
-run would otherwise differ with each worker's sampler seed). Each worker is its own process with one torch thread;
-the runs happen here, one after the other, each on a fresh PostgreSQL database, in several rounds (rotating
-their order, since this machine's speed drifts). A third run per round, one worker on Optuna's RDBStorage as it
-is, is the baseline for the storage figures. Last, the shipped quickstart as it is (TPE sampler, median
-pruner) runs once with each storage.
+Every run trains the same nets: a fixed, seeded list of two-hidden-layer LeNet-300-100 widths is enqueued
+(``study.enqueue_trial``) in trial-number order, with batch norm and dropout fixed off through the search
+space, so the random sampler picks nothing. Each trial trains ``--epochs`` epochs (no early stop, no
+pruning). Each worker is its own process with one torch thread that loads MNIST once and runs aiq_search's
+own loop (``work_on_study``) on a storage opened by ``open_storage``, heartbeats included, as the service
+runs it. The runs happen here one after the other, each on a fresh PostgreSQL database created and
+dropped around it, in rounds whose order rotates (this machine's speed drifts); medians over rounds.
 
-Trials per hour count COMPLETE trials over the span from the first trial's start to the last one's end (as
-the storage recorded them), so process start-up and data loading are left out. The storage share is the time
-a worker's main thread spent inside the SQL storage (every method of Optuna's RDBStorage and of aiq_search's
-BufferedRDBStorage over it, outermost call only; the heartbeat thread is not counted, as it does not hold up
-trials) divided by the time its loop ran; the part spent while the dashboard callback refreshed its figure
-(after each COMPLETE trial) is shown on its own. Calls are storage method calls (a buffered write is a call
-that touches no database); commits are the database transactions the main thread made.
+Trials per hour count COMPLETE trials over the span from the first trial's start to the last one's end, as
+the storage recorded them, so process start-up and data loading are left out.
 
-    python bench/study.py [--n-trials 20] [--rounds 5] [--server postgresql+psycopg://root@127.0.0.1:5432/postgres]
+The machine's own ceiling, measured in the same rounds: the same trials with no shared database at all,
+each worker process on its own in-memory Optuna study (``InMemoryStorage``) holding its share of the
+widths (worker i trains widths i, i+N, ...), everything else the same. Its 2-worker speed-up is what two
+processes training side by side get on these cores; the service's speed-up is compared with it.
+
+Storage share: the time a worker's main thread spends inside the storage's database transactions, divided
+by the time its loop (``work_on_study``) ran, over all workers of a run. A transaction is timed with
+SQLAlchemy's public session events on ``RDBStorage.scoped_session``, from its start (before the pooled
+connection is checked out and pinged) to the end of its commit or rollback: every SQL round trip, the
+ORM's work on the rows and turning them into Optuna's records. Left out: the heartbeat thread (it does not
+hold up trials) and the pure in-memory work of Optuna's trial cache in front of the RDB storage. (Timing
+the storage object's public methods would miss most calls: Optuna's cache reaches it through private ones.)
+
+    python bench/study.py [--n-trials 20] [--epochs 3] [--rounds 3] [--data-dir ../shared/data]
+                          [--server postgresql+psycopg://root@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import multiprocessing
+import os
+import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import psycopg
 import torch
-from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from aiq_search import dashboard
-from aiq_search import storage as storage_module
-from aiq_search.architectures import FAMILIES
-from aiq_search.data import load_dataset
-from aiq_search.storage import BufferedRDBStorage, open_storage
-from aiq_search.study import create_or_load_study, load_device_and_data, work_on_study
+from aiq_search.data import DataSplits, load_dataset
+from aiq_search.errors import AiqSearchError
+from aiq_search.storage import open_storage
+from aiq_search.study import create_or_load_study, load_device_and_data
 from aiq_search.studyfile import StudyFile, load_study_file
+from aiq_search.worker import work_on_study
 
 REPO = Path(__file__).resolve().parent.parent
-STORAGE_METHODS = [name for name in dir(BufferedRDBStorage) if callable(getattr(BufferedRDBStorage, name))
-                   and not name.startswith("__") and name not in ("remove_session", "get_heartbeat_interval",
-                                                                 "get_heartbeat_stale_trial_callback")]
+ARCHITECTURES = 20  # the seeded list every run replays, by trial number
+ARCHITECTURE_SEED = 0
+SPEED_UP_TARGET = 1.8
+STORAGE_SHARE_TARGET = 0.01
+
+
+def architectures(n: int = ARCHITECTURES, seed: int = ARCHITECTURE_SEED) -> list[dict[str, int]]:
+    """``n`` LeNet-300-100-like width pairs around 300-100, the same for every run."""
+    rng = random.Random(seed)
+    return [{"width_0": rng.randint(150, 500), "width_1": rng.randint(50, 200)} for _ in range(n)]
+
+
+def bench_config(url: str, artifacts: str, n_trials: int, epochs: int, data_dir: Path) -> StudyFile:
+    """The shipped mnist-lenet300 study, made repeatable: random sampler (the enqueued widths fix every
+    choice), no pruning, no early stop, a fixed number of epochs, one torch thread on the CPU."""
+    raw = load_study_file(REPO / "studies" / "mnist-lenet300.toml").model_dump()
+    raw["study"].update(name="bench-lenet300", storage=url, artifacts=artifacts, n_trials=n_trials,
+                        sampler="random", pruner="none")
+    raw["data"].update(data_dir=str(data_dir))
+    raw["search"] = {"family": "lenet300", "n_layers": 2, "batch_norm": False, "dropout": 0.0}
+    raw["training"].update(max_epochs=epochs, patience=None, device="cpu", threads=1)
+    return StudyFile.model_validate(raw)
 
 
 class StorageTimer:
-    """Wraps the storage instance's methods to add up the main thread's time inside them, and the dashboard's
-    figure refresh to tell its share apart."""
+    """Adds up the main thread's time inside the storage's database transactions, and counts them and the
+    SQL statements they ran (see the module docstring)."""
 
-    def __init__(self, storage: BufferedRDBStorage) -> None:
+    def __init__(self, storage: RDBStorage) -> None:
         self.seconds = 0.0
-        self.dashboard_seconds = 0.0
-        self.in_dashboard = False
-        self.calls: Counter[str] = Counter()
-        self.by_method: Counter[str] = Counter()
-        self.commits = 0
-        self._depth = 0
+        self.transactions = 0
+        self.statements = 0
         self._main = threading.get_ident()
-        event.listen(storage.engine, "commit", self._count_commit)
-        for name in STORAGE_METHODS:
-            if hasattr(storage, name):
-                setattr(storage, name, self._wrap(name, getattr(storage, name)))
+        self._started: dict[int, float] = {}
+        event.listen(storage.scoped_session, "after_transaction_create", self._begin)
+        event.listen(storage.scoped_session, "after_transaction_end", self._end)
+        event.listen(storage.engine, "before_cursor_execute", self._statement)
 
-    def _count_commit(self, connection: Any) -> None:
+    def _begin(self, session: Any, transaction: Any) -> None:
+        if transaction.parent is None and threading.get_ident() == self._main:
+            self._started[id(transaction)] = time.perf_counter()
+
+    def _end(self, session: Any, transaction: Any) -> None:
+        started = self._started.pop(id(transaction), None)
+        if started is not None:
+            self.seconds += time.perf_counter() - started
+            self.transactions += 1
+
+    def _statement(self, *args: Any) -> None:
         if threading.get_ident() == self._main:
-            self.commits += 1
-
-    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() != self._main or self._depth:
-                return method(*args, **kwargs)
-            self._depth += 1
-            started = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                self._depth -= 1
-                self.seconds += elapsed
-                self.dashboard_seconds += elapsed if self.in_dashboard else 0.0
-                self.calls[name] += 1
-                self.by_method[name] += elapsed
-
-        return timed
-
-    def watch_dashboard(self, publish: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(publish)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self.in_dashboard = True
-            try:
-                return publish(*args, **kwargs)
-            finally:
-                self.in_dashboard = False
-
-        return timed
+            self.statements += 1
 
 
-def worker(config: StudyFile, index: int, params: list[dict[str, Any]] | None, results: multiprocessing.Queue,
-           plain: bool) -> None:
-    """One worker process: the study service's own loop, on a timed storage (``plain``: Optuna's RDBStorage
-    as it is, the baseline, which every backend outside aiq_search's upsert list gets)."""
+def worker(config: StudyFile, index: int, results: Any) -> None:
+    """One worker process: one torch thread, MNIST loaded once, the service's loop on a timed storage."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the table is the output
     torch.set_num_threads(1)
-    if plain:
-        storage_module._UPSERT_BACKENDS = ()
     device_and_data = load_device_and_data(config)
     study_cfg = config.study
     storage = open_storage(study_cfg.storage, heartbeat_interval=study_cfg.heartbeat_interval,
-                           grace_period=study_cfg.grace_period, create=False)
+                           grace_period=study_cfg.grace_period, max_retry=study_cfg.max_retry, create=False)
     study = create_or_load_study(config, storage, create=False, worker_index=index)
-    if params is not None:
-        study.sampler = ReplaySampler(params)
     timer = StorageTimer(storage)
-    dashboard.publish_figures = timer.watch_dashboard(dashboard.publish_figures)  # looked up after each trial
     started = time.perf_counter()
-    summary = work_on_study(study, config, worker_index=index, progress_bar=False,
-                            device_and_data=device_and_data)
-    results.put({"index": index, "ran": summary.ran, "loop_s": time.perf_counter() - started,
-                 "storage_s": timer.seconds, "dashboard_s": timer.dashboard_seconds,
-                 "by_method": dict(timer.by_method), "calls_by_method": dict(timer.calls),
-                 "commits": timer.commits})
+    summary = work_on_study(study, config, storage=storage, progress_bar=False, device_and_data=device_and_data)
+    results.put({"ran": summary.ran, "loop_s": time.perf_counter() - started, "storage_s": timer.seconds,
+                 "transactions": timer.transactions, "statements": timer.statements})
 
 
-def sample_params(config: StudyFile, n: int) -> list[dict[str, Any]]:
-    """``n`` parameter sets drawn at random from the study's search space, so both runs train the same nets."""
-    family = FAMILIES[config.search.family]
-    space = config.search.space()
-    splits = load_dataset(config.data.dataset, val_size=config.data.val_size, seed=config.study.seed)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.study.seed))
-    params = []
-    for _ in range(n):
-        trial = study.ask()
-        family.sample(trial, space, splits.input_shape, splits.num_classes)
-        params.append(trial.params)
-        study.tell(trial, 0.0)
-    return params
+def alone(config: StudyFile, index: int, workers: int, widths: list[dict[str, int]], results: Any) -> None:
+    """One worker process of the ceiling: its share of the widths on its own in-memory study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)
+    device, data = load_device_and_data(config)
+    mine = widths[index::workers]
+    config = config.model_copy(update={"study": config.study.model_copy(update={"n_trials": len(mine)})})
+    storage = optuna.storages.InMemoryStorage()
+    study = create_or_load_study(config, storage, create=True, worker_index=index, data=data)
+    for params in mine:
+        study.enqueue_trial(params)
+    work_on_study(study, config, storage=storage, progress_bar=False, device_and_data=(device, data))
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if [t.params for t in done] != mine:
+        raise SystemExit(f"bench: worker {index} expected its {len(mine)} widths COMPLETE, got "
+                         f"{[t.params for t in done]}")
+    results.put({"start": min(t.datetime_start for t in done), "end": max(t.datetime_complete for t in done),
+                 "trials": len(done)})
 
 
-class ReplaySampler(optuna.samplers.RandomSampler):
-    """Trial number k gets parameter set k (a surplus trial past the list wraps round): every run trains the
-    same nets, through the same storage calls as any sampler's trials."""
-
-    def __init__(self, params: list[dict[str, Any]]) -> None:
-        super().__init__(seed=0)
-        self.params = params
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self.params[trial.number % len(self.params)][param_name]
-
-
-def run(config: StudyFile, workers: int, params: list[dict[str, Any]] | None, plain: bool = False) -> dict[str, Any]:
-    """Create the study, run ``workers`` worker processes on it (replaying ``params``, if given, instead of
-    the study file's sampler), and measure."""
-    create_or_load_study(config, open_storage(config.study.storage), create=True)
+def in_processes(target: Any, args_of: Any, workers: int) -> list[dict[str, Any]]:
+    """Run ``target(*args_of(i), results)`` in ``workers`` spawned processes; their reports, one each."""
     context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue = context.Queue()
-    processes = [context.Process(target=worker, args=(config, i, params, results, plain)) for i in range(workers)]
+    results = context.Queue()
+    processes = [context.Process(target=target, args=(*args_of(i), results)) for i in range(workers)]
     for process in processes:
         process.start()
-    reports = [results.get(timeout=1800) for _ in processes]
     for process in processes:
         process.join()
-    study = optuna.load_study(study_name=config.study.name, storage=config.study.storage)
-    done = study.get_trials(states=(TrialState.COMPLETE,))
+    if any(process.exitcode for process in processes):
+        raise SystemExit(f"bench: a worker failed (exit codes {[p.exitcode for p in processes]})")
+    return [results.get(timeout=10) for _ in processes]
+
+
+def run_alone(config: StudyFile, workers: int, widths: list[dict[str, int]]) -> dict[str, Any]:
+    """The ceiling: ``workers`` processes, each on its own in-memory study, measured as `run` measures."""
+    share = [widths[number % len(widths)] for number in range(config.study.n_trials)]  # as `run` enqueues them
+    reports = in_processes(alone, lambda i: (config, i, workers, share), workers)
+    span = (max(r["end"] for r in reports) - min(r["start"] for r in reports)).total_seconds()
+    return {"span_s": span, "per_hour": sum(r["trials"] for r in reports) / span * 3600}
+
+
+def run(config: StudyFile, data: DataSplits, workers: int, widths: list[dict[str, int]]) -> dict[str, Any]:
+    """Create the study, enqueue the widths, run ``workers`` worker processes on it and measure."""
+    storage = open_storage(config.study.storage, create=True)
+    study = create_or_load_study(config, storage, create=True, data=data)
+    for number in range(config.study.n_trials):
+        study.enqueue_trial(widths[number % len(widths)])
+    reports = in_processes(worker, lambda i: (config, i), workers)
+    trials = study.get_trials(deepcopy=False)
+    storage.engine.dispose()  # before the database is dropped
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if len(done) != config.study.n_trials or any(t.params != widths[t.number % len(widths)] for t in done):
+        raise SystemExit(f"bench: expected the {config.study.n_trials} enqueued trials COMPLETE, got "
+                         f"{[(t.number, t.state.name, t.params) for t in trials]}")
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
-    loop_s = sum(r["loop_s"] for r in reports)
-    storage_s = sum(r["storage_s"] for r in reports)
-    by_method: Counter[str] = Counter()
-    calls: Counter[str] = Counter()
-    for report in reports:
-        by_method.update(report["by_method"])
-        calls.update(report["calls_by_method"])
     ran = sum(r["ran"] for r in reports)
-    return {"workers": workers, "complete": len(done), "trials": len(study.get_trials()), "span_s": span,
-            "per_hour": len(done) / span * 3600,
-            "storage_share": storage_s / loop_s, "dashboard_share": sum(r["dashboard_s"] for r in reports) / loop_s,
-            "calls_per_trial": sum(calls.values()) / ran,
-            "commits_per_trial": sum(r["commits"] for r in reports) / ran,
+    storage_s = sum(r["storage_s"] for r in reports)
+    return {"span_s": span, "per_hour": len(done) / span * 3600,
+            "storage_share": storage_s / sum(r["loop_s"] for r in reports),
             "storage_ms_per_trial": 1000 * storage_s / ran,
-            "methods": [(name, calls[name] / ran, 1000 * seconds / ran) for name, seconds in by_method.most_common()]}
+            "transactions_per_trial": sum(r["transactions"] for r in reports) / ran,
+            "statements_per_trial": sum(r["statements"] for r in reports) / ran}
 
 
-VARIANTS = (("1", 1, False), ("2", 2, False), ("1, Optuna's RDBStorage", 1, True))  # label, workers, plain
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
-    parser.add_argument("--n-trials", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="rounds of a 1-worker, a 2-worker and a baseline run (order rotating); medians shown")
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-trials", type=int, default=20, help="COMPLETE trials per run")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs per trial")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of 1 and 2 workers, on the service and alone (order rotating)")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
+                        help="folder holding mnist/MNIST/raw (or MNIST/raw)")
     parser.add_argument("--server", default="postgresql+psycopg://root@127.0.0.1:5432/postgres",
                         help="a PostgreSQL server URL; each run gets its own fresh database there")
     args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        data = load_dataset("mnist", data_dir=args.data_dir, val_size=0.1)  # to record the study's settings
+    except AiqSearchError as exc:
+        print(f"SKIP: {exc} (--data-dir to change)")
+        return 0
     server = make_url(args.server)
     admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    base = load_study_file(REPO / "studies" / "quickstart.toml")
-    params = sample_params(base, args.n_trials)
+    widths = architectures()
 
-    def measure(workers: int, plain: bool, shipped: bool = False) -> dict[str, Any]:
+    def measure(workers: int) -> dict[str, Any]:
         database = f"aiq_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{database}"')
         try:
             url = server.set(database=database).render_as_string(hide_password=False)
-            raw = base.model_dump()
             with tempfile.TemporaryDirectory(prefix="aiq-bench-") as artifacts:
-                raw["study"].update(name=f"bench-{workers}", storage=url, n_trials=args.n_trials, artifacts=artifacts)
-                if not shipped:
-                    raw["study"].update(sampler="random", pruner="none")
-                raw["training"].update(device="cpu", threads=1)
-                return run(StudyFile.model_validate(raw), workers, None if shipped else params, plain)
+                config = bench_config(url, artifacts, args.n_trials, args.epochs, args.data_dir)
+                return run(config, data, workers, widths)
         finally:
             with psycopg.connect(admin_dsn, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
-    rounds: list[dict[str, dict[str, Any]]] = []  # per round: variant label -> run
-    for round_index in range(args.rounds):
-        order = VARIANTS[round_index % 3:] + VARIANTS[:round_index % 3]  # the machine's speed drifts
-        rows = {label: measure(workers, plain) for label, workers, plain in order}
-        for label, _, _ in VARIANTS:
-            rows[label]["speed_up"] = rows[label]["per_hour"] / rows["1"]["per_hour"]
+    def measure_alone(workers: int) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="aiq-bench-") as artifacts:
+            # the URL is never opened: each worker of the ceiling makes its own in-memory storage
+            config = bench_config("sqlite://", artifacts, args.n_trials, args.epochs, args.data_dir)
+            return run_alone(config, workers, widths)
+
+    runs = [("service", 1), ("service", 2), ("alone", 1), ("alone", 2)]
+    rounds: list[dict[tuple[str, int], dict[str, Any]]] = []
+    for index in range(args.rounds):
+        order = runs[index % len(runs):] + runs[:index % len(runs)]  # rotating: the machine's speed drifts
+        rows = {key: (measure if key[0] == "service" else measure_alone)(key[1]) for key in order}
+        for kind in ("service", "alone"):
+            rows[kind, 1]["speed_up"] = 1.0
+            rows[kind, 2]["speed_up"] = rows[kind, 2]["per_hour"] / rows[kind, 1]["per_hour"]
+        rows["service", 2]["of_ceiling"] = rows["service", 2]["speed_up"] / rows["alone", 2]["speed_up"]
         rounds.append(rows)
+        print(f"round {index + 1}: " + ", ".join(
+            f"{kind} {w} worker(s) {rows[kind, w]['span_s']:.1f} s"
+            + (f" (storage {rows[kind, w]['storage_share']:.2%})" if kind == "service" else "")
+            for kind, w in order), flush=True)
 
-    def median(label: str, key: str) -> float:
-        return statistics.median(rows[label][key] for rows in rounds)
+    def median(key: tuple[str, int], field: str) -> float:
+        return statistics.median(rows[key][field] for rows in rounds)
 
-    print(f"study service on PostgreSQL: quickstart study, {args.n_trials} COMPLETE trials (the same {args.n_trials} "
-          f"random architectures in every run), no pruning, 1 torch thread per worker; medians of {args.rounds} rounds")
-    print(f"{'workers':>22} {'span s':>7} {'trials/h':>9} {'speed-up':>8} {'storage':>8} {'dashboard':>9} "
-          f"{'calls/trial':>11} {'commits/trial':>13} {'storage ms/trial':>16}")
-    for label, _, _ in VARIANTS:
-        print(f"{label:>22} {median(label, 'span_s'):>7.1f} {median(label, 'per_hour'):>9.0f} "
-              f"{median(label, 'speed_up'):>7.2f}x {median(label, 'storage_share'):>7.1%} "
-              f"{median(label, 'dashboard_share'):>8.1%} {median(label, 'calls_per_trial'):>11.1f} "
-              f"{median(label, 'commits_per_trial'):>13.1f} {median(label, 'storage_ms_per_trial'):>16.1f}")
-    print("per round: 2-worker speed-up " + ", ".join(f"{rows['2']['speed_up']:.2f}x" for rows in rounds)
-          + "; storage share (1 worker / 2 workers / baseline) "
-          + ", ".join("/".join(f"{rows[label]['storage_share']:.1%}" for label, _, _ in VARIANTS) for rows in rounds))
-    baseline = VARIANTS[2][0]
-    print(f"storage time per trial, Optuna's RDBStorage / aiq_search's: "
-          f"{median(baseline, 'storage_ms_per_trial') / median('1', 'storage_ms_per_trial'):.2f}x")
-    for label in ("1", baseline):
-        print(f"storage calls per trial by method ({label} worker, last round): calls, ms")
-        for name, calls, ms in rounds[-1][label]["methods"]:
-            print(f"  {name:<36} {calls:>6.1f} {ms:>7.1f}")
-    print("the shipped quickstart as it is (TPE sampler, median pruner: pruning checks read the study each epoch), "
-          "1 worker, one run each:")
-    for label, plain in (("aiq_search", False), ("Optuna's RDBStorage", True)):
-        row = measure(1, plain, shipped=True)
-        print(f"  {label:<20} {row['complete']} complete of {row['trials']} trials in {row['span_s']:.1f} s, "
-              f"storage {row['storage_share']:.1%} ({row['storage_ms_per_trial']:.1f} ms and "
-              f"{row['commits_per_trial']:.1f} commits per trial)")
-    print("storage: share of the workers' loop time in storage calls; dashboard: the part of it spent "
-          "refreshing the dashboard figure")
-    print("targets: 2 workers >= 1.70x one worker; storage share <= 5%")
+    print(f"\nLeNet-300-100 (2 hidden layers, the same {min(args.n_trials, len(widths))} seeded widths in every run) "
+          f"on MNIST, {args.n_trials} trials x {args.epochs} epochs, 1 torch thread per worker, "
+          f"{os.cpu_count()} CPU core(s) here; medians of {args.rounds} round(s)")
+    print(f"{'run':<34} {'workers':>7} {'span s':>8} {'trials/h':>9} {'speed-up':>9} {'storage':>8} "
+          f"{'ms/trial':>9} {'transactions/trial':>18} {'statements/trial':>16}")
+    for kind, label in (("service", "service: one PostgreSQL study"), ("alone", "ceiling: own in-memory study each")):
+        for workers in (1, 2):
+            key = (kind, workers)
+            row = (f"{label:<34} {workers:>7} {median(key, 'span_s'):>8.1f} {median(key, 'per_hour'):>9.0f} "
+                   f"{median(key, 'speed_up'):>8.2f}x")
+            if kind == "service":
+                row += (f" {median(key, 'storage_share'):>8.2%} {median(key, 'storage_ms_per_trial'):>9.1f} "
+                        f"{median(key, 'transactions_per_trial'):>18.1f} {median(key, 'statements_per_trial'):>16.1f}")
+            print(row)
+    print("per round, 2-worker speed-up: service " + ", ".join(f"{r['service', 2]['speed_up']:.2f}x" for r in rounds)
+          + "; ceiling " + ", ".join(f"{r['alone', 2]['speed_up']:.2f}x" for r in rounds))
+    print(f"service speed-up / ceiling speed-up (same round): median {median(('service', 2), 'of_ceiling'):.2f}")
+    print(f"storage: share of the workers' loop time inside storage transactions (main thread). Targets: 2 workers "
+          f">= {SPEED_UP_TARGET}x one worker (on 2 free cores); storage share <= {STORAGE_SHARE_TARGET:.0%}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aiq_search.architectures import build_model
+from aiq_search.families import build_model
 from aiq_search.data import load_dataset
 from aiq_search.errors import DataError
-from aiq_search.training import EpochReport, TrainConfig, train
+from aiq_search.settings import TrainConfig
+from aiq_search.training import EpochReport, train
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 200

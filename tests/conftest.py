@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,11 +40,11 @@ def recorded_study(tmp_path: Path) -> Callable[..., optuna.Study]:
         study = optuna.create_study(
             study_name=name, storage=f"sqlite:///{tmp_path / 'study.db'}", directions=directions
         )
-        study.set_user_attr(
-            "aiq_search",
-            {"config": {"name": name}, "mode": mode, "beta": beta, "dataset": "digits", "data_dir": None,
-             "family": "lenet300", "eval_split": "validation", "artifacts": str(tmp_path / "artifacts")},
-        )
+        config = {"study": {"name": name, "mode": mode, "eval_split": "validation", "n_trials": n_complete},
+                  "data": {"dataset": "digits"}, "search": {"family": "lenet300"},
+                  "metrics": {"beta": beta, "alpha": 1.0, "layers": None}}
+        study.set_user_attr("aiq_search", {"config": config, "data": {"data_dir": None},
+                                           "artifacts": str(tmp_path / "artifacts")})
         pruned, failed = min(3, n_complete), min(7, n_complete + 1)
         for number in range(n_complete + 2):
             widths = [rng.randint(1, 300) for _ in range(rng.randint(1, 3))]
@@ -75,6 +77,7 @@ def recorded_study(tmp_path: Path) -> Callable[..., optuna.Study]:
                         "train_seconds": 0.5, "device": "cpu",
                         "architecture": {"family": "lenet300", "input_shape": [1, 8, 8], "num_classes": 10,
                                          "widths": widths, "batch_norm": False, "dropout": 0.0},
+                        "summary": "lenet300 " + "-".join(str(w) for w in widths),
                     },
                 )
             )
@@ -204,13 +207,14 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
 
 
 TRIAL_ATTRS = {"aiq", "accuracy", "val_accuracy", "test_accuracy", "n_params", "network_efficiency",
-               "layer_efficiencies", "epochs", "train_seconds", "device", "architecture", "weights_artifact_id"}
+               "layer_efficiencies", "epochs", "train_seconds", "device", "architecture", "summary",
+               "weights_artifact_id", "history"}
 
 
 @pytest.fixture
 def check_recorded() -> Callable[[optuna.trial.FrozenTrial], None]:
     """Check that a COMPLETE trial of a tiny study carries every attribute of CONTRACTS.md, consistently."""
-    from aiq_search.architectures import build_model, count_parameters
+    from aiq_search.families import build_model, count_parameters
 
     def check(trial: optuna.trial.FrozenTrial, beta: float = 2.0) -> None:
         attrs = trial.user_attrs
@@ -223,5 +227,72 @@ def check_recorded() -> Callable[[optuna.trial.FrozenTrial], None]:
         assert attrs["n_params"] == count_parameters(build_model(attrs["architecture"]))
         assert attrs["epochs"] >= 1 and attrs["train_seconds"] > 0 and attrs["device"] == "cpu"
         assert "fail_reason" not in attrs
+        assert [e["epoch"] for e in attrs["history"]] == list(range(1, attrs["epochs"] + 1))
 
     return check
+
+
+# --------------------------------------------------------------------------- a PostgreSQL server to restart
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of one test's own (initdb in a temporary folder, a free port on 127.0.0.1, trust
+    authentication), which the test may restart, stop and start; ``url`` is its ``postgres`` database."""
+
+    def __init__(self, bin_dir: Path, folder: Path, port: int) -> None:
+        self.bin_dir = bin_dir
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = port
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        """Run a PostgreSQL program as its owner (PostgreSQL refuses to run as root)."""
+        argv = [str(self.bin_dir / command[0]), *command[1:]]
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def _ctl(self, action: str, *options: str) -> None:
+        self._run("pg_ctl", action, "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", *options)
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        self.start()
+
+    def start(self) -> None:
+        self._ctl("start", "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("stop", "-m", mode)
+
+    def restart(self) -> None:
+        self._ctl("restart", "-m", "fast")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL server of this test's own, to restart or stop while workers use it (never the shared
+    server); skips when PostgreSQL's server programs (initdb, pg_ctl) are not installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        pytest.skip("PostgreSQL's initdb is not installed (looked in /usr/lib/postgresql/*/bin)")
+    folder = Path(tempfile.mkdtemp(prefix="aiq-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    server = OwnPostgres(found[-1].parent, folder, _free_port())
+    try:
+        server.init()
+        yield server
+    finally:
+        try:
+            server.stop("immediate")
+        except subprocess.CalledProcessError:  # already stopped
+            pass
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Data splits: seeded and disjoint, normalized with training statistics, exact label randomization."""
+"""The steps common to every data set (on digits): seeded, disjoint splits, normalization with training
+statistics, exact label randomization, fingerprint, the memory check; and the real MNIST."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from aiq_search.data import DATASETS, DIGITS_TEST_SIZE, default_data_dir, load_dataset
+from aiq_search.data import (
+    TEST_SIZE,
+    RawData,
+    check_fingerprint,
+    check_fits,
+    dataset_names,
+    default_data_dir,
+    load_dataset,
+    make_splits,
+)
 from aiq_search.errors import DataError
 
 
@@ -30,7 +40,7 @@ def test_digits_splits_partition_the_data_set(digits) -> None:
     bunch = load_digits()
     total = len(bunch.target)
     n_test = len(digits.test_y)
-    assert n_test == pytest.approx(DIGITS_TEST_SIZE * total, abs=1)
+    assert n_test == pytest.approx(TEST_SIZE * total, abs=1)
     assert len(digits.val_y) == pytest.approx(0.1 * (total - n_test), abs=1)
     assert digits.input_shape == (1, 8, 8) and digits.num_classes == 10
     assert digits.train_x.dtype == torch.float32 and digits.train_y.dtype == torch.int64
@@ -116,7 +126,6 @@ def test_split_and_to(digits) -> None:
      ({"val_size": 1.5}, r"val_size as a fraction must be in \(0, 1\)"),
      ({"val_size": 0}, "val_size as a row count must be >= 1"),
      ({"val_size": "10%"}, "val_size must be a fraction"),
-     ({"val_size": 2000}, "cannot hold out val_size=2000"),
      ({"label_noise": 1.2}, r"label_noise must be a fraction in \[0, 1\]")],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:
@@ -124,17 +133,19 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
         load_dataset("digits", **kwargs)
 
 
+def test_val_size_larger_than_the_data_set() -> None:
+    with pytest.raises(DataError, match=r"^cannot hold out val_size=2000 of 1437 digits rows: "):
+        load_dataset("digits", val_size=2000)
+
+
 def test_unknown_name() -> None:
-    with pytest.raises(DataError, match="unknown data set 'cifar'; known: mnist, fashion-mnist, kmnist, digits"):
+    with pytest.raises(DataError) as caught:
         load_dataset("cifar")
-    assert DATASETS == ("mnist", "fashion-mnist", "kmnist", "digits")
-
-
-@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "kmnist"])
-def test_missing_files_say_where_to_put_them(tmp_path: Path, name: str) -> None:
-    folder = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}[name]
-    with pytest.raises(DataError, match=f"put train-images-idx3-ubyte.* in {tmp_path / name / folder / 'raw'}"):
-        load_dataset(name, data_dir=tmp_path)
+    assert str(caught.value) == (
+        "unknown data set 'cifar'; known: mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, image-folder, "
+        "arrays; or your own as 'package.module:function' or an entry point in group 'aiq_search.datasets'")
+    assert dataset_names()[:8] == ["mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "digits",
+                                   "image-folder", "arrays"]
 
 
 def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,6 +156,69 @@ def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("AIQ_DATA_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert default_data_dir() == tmp_path / "cache" / "aiq-search" / "data"
+
+
+def test_fingerprint_names_the_data_not_the_split(digits) -> None:
+    assert len(digits.fingerprint) == 64 and digits.value_range == (0.0, 16.0)
+    assert digits.source.startswith("scikit-learn")
+    other = load_dataset("digits", seed=7, val_size=0.3, label_noise=0.5)
+    assert other.fingerprint == digits.fingerprint  # same rows, however the study splits or randomizes them
+    check_fingerprint(digits.fingerprint, other)
+    bunch = load_digits()
+    changed = bunch.images.copy()
+    changed[0, 0, 0] += 1  # one pixel differs
+    mine = make_splits("mine", RawData(changed, bunch.target))
+    assert mine.fingerprint != make_splits("mine", RawData(bunch.images, bunch.target)).fingerprint
+    with pytest.raises(DataError) as caught:
+        check_fingerprint(digits.fingerprint, mine)
+    message = str(caught.value)
+    assert mine.fingerprint[:16] in message and digits.fingerprint[:16] in message and "\n" not in message
+
+
+def test_a_data_set_that_does_not_fit_is_refused_in_one_line(digits) -> None:
+    with pytest.raises(DataError, match=r"^data set 'digits' needs 8192.0 GiB on cpu but only .* is free there; "
+                                        r"aiq-search keeps whole data sets in device memory \(no streaming\)"):
+        check_fits(8192 * 1024**3, "cpu", what="data set 'digits'")
+    check_fits(digits.train_x.nbytes, "cpu")  # a few kB fit
+    assert digits.to("cpu").train_x is digits.train_x
+
+
+def test_loaders_may_give_other_shapes_and_no_test_split() -> None:
+    """(N, H, W) gets one channel; (N, F) becomes F channels of 1×1, each standardized on its own;
+    without a test split a fixed stratified 20% is held out."""
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 4
+    images = make_splits("images", RawData(rng.integers(0, 255, (200, 6, 5), dtype=np.uint8), y))
+    assert images.input_shape == (1, 6, 5) and images.value_range == (0.0, 255.0)
+    assert (len(images.test_y), images.num_classes) == (40, 4)
+    assert torch.equal(torch.bincount(images.test_y), torch.tensor([10, 10, 10, 10]))
+    rows = rng.normal(size=(200, 3)) * np.array([1.0, 100.0, 0.01]) + np.array([5.0, -50.0, 0.0])
+    table = make_splits("table", RawData(torch.from_numpy(rows), torch.from_numpy(y)))
+    assert table.input_shape == (3, 1, 1)
+    assert table.mean[1] == pytest.approx(-50.0, abs=15.0) and table.std[2] == pytest.approx(0.01, rel=0.3)
+    assert torch.allclose(table.train_x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert table.value_range == (float(rows.min()), float(rows.max()))
+
+
+BAD_RAW = [
+    (RawData(np.zeros((10, 2, 2, 2, 2)), np.zeros(10, int)), r"train_x has shape \(10, 2, 2, 2, 2\)"),
+    (RawData(np.zeros((10, 4)), np.zeros(10)), "train_y must be one integer class index per row"),
+    (RawData(np.zeros((10, 4)), np.zeros(9, int)), "10 train inputs but 9 labels"),
+    (RawData(np.full((10, 4), np.nan), np.zeros(10, int)), "train_x holds NaN"),
+    (RawData(np.zeros((10, 4)), -np.ones(10, int)), "negative labels"),
+    (RawData(np.zeros((10, 4)), np.zeros(10, int), np.zeros((4, 4))), "only one of test_x and test_y"),
+    (RawData(np.zeros((10, 4)), np.zeros(10, int), np.zeros((4, 5)), np.zeros(4, int)), "test inputs are"),
+    (RawData(np.zeros((10, 4)), np.arange(10) % 3, num_classes=2), "a label is >= its 2 classes"),
+    (RawData(np.zeros((10, 4)), np.arange(10)), "cannot hold out a test split"),
+    (RawData([[1.0]], np.zeros(1, int)), "train_x is a list, not a numpy array or tensor"),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), BAD_RAW, ids=[m for _, m in BAD_RAW])
+def test_what_a_loader_returns_is_checked(raw: RawData, message: str) -> None:
+    with pytest.raises(DataError, match=message) as caught:
+        make_splits("mine", raw)
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.mnist
@@ -158,4 +232,8 @@ def test_mnist_from_the_shared_folder(mnist_dir: Path) -> None:
     assert torch.bincount(splits.val_y).min() >= 500  # stratified: every digit ~600 times
     # a torchvision root given directly works too
     direct = load_dataset("mnist", data_dir=mnist_dir / "mnist", val_size=0.1)
-    assert torch.equal(direct.test_y, splits.test_y)
+    assert torch.equal(direct.test_y, splits.test_y) and direct.fingerprint == splits.fingerprint
+    assert splits.value_range == (0.0, 255.0) and splits.source == str(mnist_dir / "mnist" / "MNIST" / "raw")
+    # and the raw folder itself, as a flat folder
+    flat = load_dataset("mnist", data_dir=mnist_dir / "mnist" / "MNIST" / "raw", val_size=0.1)
+    assert flat.fingerprint == splits.fingerprint

@@ -182,7 +182,7 @@ def test_compose_commands_work_against_postgres(postgres_url: str, write_study, 
 
     run([str(AIQ_SEARCH), *command("create-study")])
     study = optuna.load_study(study_name="tiny", storage=postgres_url)
-    assert study.user_attrs["aiq_search"]["dataset"] == "digits" and not study.trials
+    assert study.user_attrs["aiq_search"]["config"]["data"]["dataset"] == "digits" and not study.trials
 
     run([str(AIQ_SEARCH), *command("worker")])
     assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 2

@@ -10,9 +10,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import torchvision
 from torch import nn
+from torch.nn import functional as F
 
-from aiq_search import metrics
+from aiq_search import metrics, readout, states
+from aiq_search.families import build_model
 from aiq_search.metrics import EfficiencyProbe, aiq, entropy, measure_efficiency, network_efficiency
 
 
@@ -146,47 +149,56 @@ def test_layer_with_one_state_has_zero_efficiency() -> None:
 # ------------------------------------------------------------------------------------------ brute force
 
 
-def _reference(model: nn.Module, x: torch.Tensor, layer_types=metrics.PROBED_TYPES) -> dict[str, tuple]:
-    """Python counting of bit tuples over every captured output: slow, obviously right."""
-    names = [n for n, m in model.named_modules() if n and isinstance(m, layer_types)][:-1]
-    captured: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+def _reference(model: nn.Module, x: torch.Tensor, points: dict[str, str] | None = None) -> dict[str, tuple]:
+    """Python counting of bit tuples over every captured output: slow, obviously right. ``points`` maps each
+    probed layer to the module its state is read at (default: every Linear/Conv but the last, at itself);
+    a Linear layer's neurons are the last dimension, a convolution's dim 1."""
     modules = dict(model.named_modules())
-    handles = [modules[n].register_forward_hook(lambda _m, _i, o, n=n: captured[n].append(o)) for n in names]
+    if points is None:
+        points = {n: n for n in [n for n, m in modules.items() if n and isinstance(m, metrics.PROBED_TYPES)][:-1]}
+    captured: dict[str, list[torch.Tensor]] = {n: [] for n in points}
+    handles = [modules[at].register_forward_hook(lambda _m, _i, o, n=n: captured[n].append(o.clone()))
+               for n, at in points.items()]
     with torch.no_grad():
         model.eval()(x)
     for h in handles:
         h.remove()
     result = {}
-    for n in names:
+    for n in points:
         out = torch.cat(captured[n])
-        rows = out.movedim(1, -1).reshape(-1, out.shape[1]) > 0
+        neurons = out.shape[-1] if isinstance(modules[n], nn.Linear) else out.shape[1]
+        rows = (out if isinstance(modules[n], nn.Linear) else out.movedim(1, -1)).reshape(-1, neurons) > 0
         counts = Counter(tuple(r) for r in rows.tolist())
         total = sum(counts.values())
         h = -sum(c / total * math.log2(c / total) for c in counts.values())
-        result[n] = (out.shape[1], total, len(counts), h)
+        result[n] = (neurons, total, len(counts), h)
     return result
 
 
-def _assert_matches_reference(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
+def _assert_matches_reference(
+    model: nn.Module, x: torch.Tensor, batch_size: int, points: dict[str, str] | None = None
+) -> metrics.EfficiencyReport:
     report = measure_efficiency(model, x, batch_size=batch_size)
-    expected = _reference(model, x)
+    expected = _reference(model, x, points)
     assert list(report.layers) == list(expected)
     for name, (neurons, observations, unique, h) in expected.items():
         got = report.layers[name]
         assert (got.neurons, got.observations, got.unique_states) == (neurons, observations, unique)
         assert got.entropy_bits == pytest.approx(h, rel=1e-9, abs=1e-9)
         assert got.efficiency == pytest.approx(h / neurons, rel=1e-9, abs=1e-9)
+        assert got.read_at == (points or {}).get(name, name)
+    return report
 
 
 @pytest.fixture(params=["auto", "dense", "sparse"])
 def counting_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test through each counting strategy, with merges forced often."""
-    monkeypatch.setattr(metrics, "_MERGE_MIN_BYTES", 56)  # merge every few batches
+    monkeypatch.setattr(states, "_MERGE_MIN_BYTES", 56)  # merge every few batches
     if request.param == "dense":
-        monkeypatch.setattr(metrics, "_DENSE_ALWAYS_BITS", metrics._DENSE_MAX_BITS)
+        monkeypatch.setattr(states, "_DENSE_ALWAYS_BITS", states._DENSE_MAX_BITS)
     elif request.param == "sparse":
-        monkeypatch.setattr(metrics, "_DENSE_ALWAYS_BITS", 0)
-        monkeypatch.setattr(metrics, "_DENSE_MAX_BITS", 0)
+        monkeypatch.setattr(states, "_DENSE_ALWAYS_BITS", 0)
+        monkeypatch.setattr(states, "_DENSE_MAX_BITS", 0)
     return request.param
 
 
@@ -237,10 +249,162 @@ def test_conv1d_and_conv3d_are_probed() -> None:
     assert (stats.neurons, stats.observations) == (4, 81)
 
 
+def test_counter_switches_to_a_dense_histogram_when_batches_grow() -> None:
+    torch.manual_seed(13)
+    counter = states.StateCounter("fc", nn.Linear(3, 14))
+    out = torch.randn(6000, 14)
+    counter.update(out[:5])  # 20 observations: sorting is cheaper than 2**14 bins
+    assert counter._dense is None
+    counter.update(out[5:])  # 4 x 5,995 >= 2**14: the states so far move into the dense histogram
+    assert counter._dense is not None
+    expected = Counter(tuple(r) for r in (out > 0).tolist())
+    assert sorted(counter.state_counts().tolist()) == sorted(expected.values())
+
+
 def test_thousand_neuron_layer() -> None:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(20, 1000), nn.ReLU(), nn.Linear(1000, 10))
     _assert_matches_reference(model, torch.randn(300, 20), batch_size=64)
+
+
+# ------------------------------------------------------------------------------------------ where states are read
+
+
+def _randomize_norms(model: nn.Module) -> nn.Module:
+    """Give every normalization statistics and affine terms that move signs (fresh ones barely do)."""
+    with torch.no_grad():
+        for m in model.modules():
+            for name in ("weight", "bias", "running_mean"):
+                t = getattr(m, name, None) if isinstance(m, readout.NORM_TYPES) else None
+                if t is not None:
+                    t.copy_(torch.randn_like(t) + (0.5 if name == "weight" else 0.0))
+            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("width", [7, 70])
+def test_linear_neurons_are_the_last_dimension(counting_path: str, width: int) -> None:
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(5, width), nn.ReLU(), nn.Linear(width, 3))
+    x = torch.randn(12, 4, 5)  # 12 sequences of 4 tokens: 48 observations of `width` neurons
+    stats = _assert_matches_reference(model, x, batch_size=5).layers["0"]
+    assert (stats.neurons, stats.observations) == (width, 48)
+
+
+class HeadFirst(nn.Module):
+    """Registers its classifier before its features: only the order in which layers run tells them apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(6, 3)
+        self.features = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def test_classifier_is_the_last_layer_to_run() -> None:
+    torch.manual_seed(7)
+    model, x = HeadFirst(), torch.randn(40, 4)
+    points = {"features.0": "features.0", "features.2": "features.2"}
+    _assert_matches_reference(model, x, batch_size=7, points=points)
+    with EfficiencyProbe(model) as probe, torch.no_grad():  # the first batch counts as well
+        for chunk in x.split(7):
+            model(chunk)
+    assert list(probe.modules) == list(points)
+    assert probe.report().layers == measure_efficiency(model, x).layers
+
+
+class TinyTransformer(nn.Module):
+    """Self-attention (whose out_proj nn.MultiheadAttention uses functionally), then a token MLP
+    Linear -> LayerNorm -> GELU -> Linear, mean-pooled into a classifier."""
+
+    def __init__(self, d: int = 8, hidden: int = 20) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.fc1, self.norm, self.act = nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.GELU()
+        self.fc2 = nn.Linear(hidden, d)
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x, x, x, need_weights=False)[0]
+        x = x + self.drop(self.fc2(self.drop(self.act(self.norm(self.fc1(x))))))
+        return self.head(x.mean(1))
+
+
+def test_layer_that_never_runs_is_skipped_and_tokens_read_after_layer_norm() -> None:
+    torch.manual_seed(8)
+    model = _randomize_norms(TinyTransformer())
+    x = torch.randn(10, 5, 8)
+    report = _assert_matches_reference(model, x, batch_size=3, points={"fc1": "norm", "fc2": "fc2"})
+    assert report.skipped == ("attn.out_proj",)
+    assert report.layers["fc1"].observations == 50
+    with pytest.raises(ValueError, match="no probed layer ran"):
+        measure_efficiency(model, x, layers=["attn.out_proj"])
+
+
+def _conv_net(channels: int, *block: nn.Module) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(1, channels, 3), *block, nn.Conv2d(channels, 5, 3), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
+
+
+@pytest.mark.parametrize("channels", [3, 14, 70])
+def test_conv_then_batch_norm_is_read_after_the_norm(counting_path: str, channels: int) -> None:
+    torch.manual_seed(9)
+    model = _randomize_norms(_conv_net(channels, nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.Dropout(0.2)))
+    _assert_matches_reference(model, torch.randn(5, 1, 8, 8), batch_size=2, points={"0": "1", "4": "4"})
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_conv_then_relu_then_batch_norm_is_read_at_the_conv(inplace: bool) -> None:
+    torch.manual_seed(10)
+    model = _randomize_norms(_conv_net(6, nn.ReLU(inplace=inplace), nn.BatchNorm2d(6)))
+    _assert_matches_reference(model, torch.randn(5, 1, 8, 8), batch_size=2, points={"0": "0", "3": "3"})
+
+
+class Functional(nn.Module):
+    """Normalizes its input, and applies its activations functionally: states are read at the layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.fc1, self.fc2, self.out = nn.BatchNorm1d(4), nn.Linear(4, 9), nn.Linear(9, 9), nn.Linear(9, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(self.norm(x))))))
+
+
+def test_functional_activation_is_read_at_the_layer() -> None:
+    torch.manual_seed(11)
+    model = _randomize_norms(Functional())
+    _assert_matches_reference(model, torch.randn(30, 4), batch_size=8, points={"fc1": "fc1", "fc2": "fc2"})
+
+
+def test_resnet_reads_every_conv_after_its_batch_norm() -> None:
+    torch.manual_seed(12)
+    model = _randomize_norms(torchvision.models.resnet18(num_classes=3))
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    points = {n: n.replace("conv", "bn").replace("downsample.0", "downsample.1") for n in convs}
+    report = _assert_matches_reference(model, torch.randn(2, 3, 32, 32), batch_size=1, points=points)
+    assert "fc" not in report.layers and not report.skipped
+
+
+def test_project_families_are_read_after_batch_norm() -> None:
+    spec = {"family": "lenet5", "input_shape": [1, 12, 12], "num_classes": 3, "channels": [4, 5, 6],
+            "activation": "relu", "batch_norm": True, "dropout": 0.1}
+    model = _randomize_norms(build_model(spec, seed=0))
+    points = {"conv1": "bn1", "conv2": "bn2", "conv3": "bn3"}
+    _assert_matches_reference(model, torch.randn(6, 1, 12, 12), batch_size=4, points=points)
+
+
+def test_unbatched_image_is_refused() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(-3), nn.Linear(4, 3))
+    with EfficiencyProbe(model) as probe, torch.no_grad():
+        with pytest.raises(ValueError, match=r"layer '0' \(Conv2d\).*\(N, C, H, W\)"):
+            model(torch.randn(1, 8, 8))
+        model(torch.randn(2, 1, 8, 8))
+    assert probe.report().layers["0"].neurons == 4
 
 
 # ------------------------------------------------------------------------------------------ invariants
@@ -296,7 +460,7 @@ def test_model_left_as_found_and_dataloader_batches() -> None:
     from_tensor = measure_efficiency(model, x, batch_size=7)
     assert from_loader.layers["0"] == from_tensor.layers["0"]
     assert all(m.training for m in model.modules())
-    assert not any(m._forward_hooks for m in model.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 def test_layers_by_name_and_type_in_model_order() -> None:
@@ -309,24 +473,30 @@ def test_layers_by_name_and_type_in_model_order() -> None:
 
 def test_probe_counts_during_callers_own_loop() -> None:
     torch.manual_seed(5)
-    model = nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 3)).eval()
+    model = _randomize_norms(nn.Sequential(nn.Linear(4, 9), nn.BatchNorm1d(9), nn.ReLU(), nn.Linear(9, 3))).eval()
     x = torch.randn(90, 4)
-    with EfficiencyProbe(model) as probe, torch.no_grad():
+    with EfficiencyProbe(model) as probe, torch.inference_mode():  # as aiq_search.training.evaluate does
         for chunk in x.split(16):
             model(chunk).argmax(1)
     assert probe.report().layers == measure_efficiency(model, x).layers
-    assert not model[0]._forward_hooks
+    expected = _reference(model, x, {"0": "1"})["0"]
+    got = probe.report().layers["0"]
+    assert (got.read_at, got.unique_states, got.entropy_bits) == ("1", expected[2], pytest.approx(expected[3]))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     probe.reset()
-    with probe, torch.no_grad():
+    with probe, torch.no_grad():  # entered again: already traced, still read after the norm
         model(x[:10])
-    assert probe.report().layers["0"].observations == 10
+        model(x[10:30])
+    assert probe.report().layers["0"].observations == 30
+    assert probe.report().layers["0"].read_at == "1"
 
 
 def test_report_to_dict_is_plain() -> None:
     model = _probe_model(_linear([[1, 0], [0, 1]]), 2)
     d = measure_efficiency(model, torch.randn(8, 2)).to_dict()
-    assert set(d) == {"network", "layers"}
-    assert set(d["layers"]["0"]) == {"neurons", "observations", "unique_states", "entropy_bits", "efficiency"}
+    assert set(d) == {"network", "layers", "skipped"} and d["skipped"] == []
+    assert set(d["layers"]["0"]) == {"neurons", "observations", "unique_states", "entropy_bits", "efficiency",
+                                     "read_at"}
 
 
 # ------------------------------------------------------------------------------------------ bad input

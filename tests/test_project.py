@@ -48,3 +48,38 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert setup_and_test.endswith("python -m pytest")
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert setup_and_test in [line.strip() for line in ci]
+
+
+def _lower_bounds(pyproject: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / ".ci" / "lower_bounds.py"), str(pyproject)],
+                          capture_output=True, text=True)
+
+
+def test_lower_bounds_pin_every_dependency_but_torch(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\n'
+                         'dependencies = ["a>=1.2,<2", "b[x] >= 0.3", "torch>=2.4,<3", "torchvision>=0.19"]\n'
+                         '[project.optional-dependencies]\n'
+                         'e = ["c>=4; python_version >= \'3.11\'"]\n')
+    result = _lower_bounds(pyproject)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["a==1.2", "b==0.3", "c==4"]
+
+
+def test_lower_bounds_refuse_a_dependency_without_one(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\ndependencies = ["a>=1", "b<2"]\n')
+    result = _lower_bounds(pyproject)
+    assert result.returncode == 1
+    assert "'b<2'" in result.stderr and "no lower bound" in result.stderr
+
+
+def test_ci_runs_the_fast_tests_on_the_lower_bounds() -> None:
+    result = _lower_bounds(REPO / "pyproject.toml")
+    assert result.returncode == 0, result.stderr
+    pinned = dict(line.split("==") for line in result.stdout.splitlines())
+    assert {"optuna", "optuna-dashboard", "pydantic", "sqlalchemy"} <= pinned.keys()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"lower_bounds\.py >\"\$oldest/constraints\.txt\"", ci)
+    assert re.search(r"pip\" install .*--constraint \"\$oldest/constraints\.txt\"", ci)
+    assert '-m pytest -m "not slow"' in ci

@@ -4,6 +4,7 @@ failures, pareto mode, the grid sampler, and the one-line errors."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +16,12 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from safetensors.torch import load_file
 
-from aiq_search.architectures import build_model
+from aiq_search.families import build_model
 from aiq_search.cli import main
 from aiq_search.data import load_dataset
 from aiq_search.errors import AiqSearchError, ConfigError, StorageError
-from aiq_search.study import run_study, study_status
+from aiq_search.status import study_status
+from aiq_search.worker import run_study
 from aiq_search.studyfile import load_study_file
 from aiq_search.training import evaluate
 
@@ -47,10 +49,13 @@ def test_quickstart_end_to_end_via_cli(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(complete(study)) == 3
     assert study.metric_names == ["aIQ"]
     settings = study.user_attrs["aiq_search"]
-    assert settings["mode"] == "aiq" and settings["dataset"] == "digits" and settings["family"] == "lenet5"
-    assert settings["eval_split"] == "validation" and settings["beta"] == 2.0
+    config = settings["config"]
+    assert config["study"]["mode"] == "aiq" and config["data"]["dataset"] == "digits"
+    assert config["search"]["family"] == "lenet5" and config["study"]["eval_split"] == "validation"
+    assert config["metrics"] == {"beta": 2.0, "alpha": 1.0, "layers": None}
     assert settings["artifacts"] == str(tmp_path / "artifacts" / "quickstart")
-    assert settings["config"]["study"]["n_trials"] == 3
+    assert config["study"]["n_trials"] == 3
+    assert settings["data"]["input"]["shape"] == [1, 8, 8] and len(settings["data"]["input"]["mean"]) == 1
     for trial in complete(study):
         assert trial.value == pytest.approx(trial.user_attrs["aiq"])
         assert trial.intermediate_values  # reported each epoch, for the pruner
@@ -97,7 +102,10 @@ def test_terminal_progress_shows_trial_epoch_and_best_aiq(write_study: Callable[
     console = Console(file=screen, force_terminal=True, width=150)
     run_study(load_study_file(write_study(study={"n_trials": 2})), console=console)
     shown = screen.getvalue()
-    assert "trial 1 · epoch 3/3 · best aIQ 0." in shown  # the live bar, while trial 1 trains
+    # the live bar, while trial 1 trains: its epoch, the study's trials by state, best aIQ, time left
+    assert re.search(r"trial 1 · epoch 3/3 · 0 pruned, 0 failed, 1 running · best aIQ 0\.\d{4} · about 0:\d\d left",
+                     shown), shown
+    assert "waiting" not in shown
     assert "trial 0 complete: aIQ" in shown and "trial 1 complete: aIQ" in shown
 
 
@@ -134,7 +142,7 @@ def test_a_trial_failed_as_dead_by_another_worker_does_not_stop_this_one(
         write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker whose heartbeats stopped reaching the storage (a long outage) finds its trial failed by
     another worker when it reports back: it goes on with the next trial instead of crashing."""
-    import aiq_search.study as study_module
+    import aiq_search.objective as study_module
 
     path = write_study(study={"n_trials": 2})
     config = load_study_file(path)
@@ -144,8 +152,10 @@ def test_a_trial_failed_as_dead_by_another_worker_does_not_stop_this_one(
     def train_after_being_declared_dead(*args: object, **kwargs: object) -> object:
         if not calls:  # as another worker's heartbeat check would, while this trial trains
             others = optuna.storages.RDBStorage(config.study.storage)
+            study_id = others.get_study_id_from_name("tiny")
             for trial in optuna.load_study(study_name="tiny", storage=others).get_trials(states=(TrialState.RUNNING,)):
-                others.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                trial_id = others.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+                others.set_trial_state_values(trial_id, TrialState.FAIL)
         calls.append(1)
         return real_train(*args, **kwargs)
 
@@ -166,7 +176,7 @@ def test_resuming_in_another_mode_is_refused(write_study: Callable[..., Path]) -
     path = write_study(study={"n_trials": 1})
     run_study(load_study_file(path), progress_bar=False)
     pareto = write_study("pareto.toml", study={"mode": "pareto", "n_trials": 1})
-    with pytest.raises(ConfigError, match="created in aiq mode with 1 objective"):
+    with pytest.raises(ConfigError, match="has 1 objective.*the file asks for pareto mode"):
         run_study(load_study_file(pareto), progress_bar=False)
 
 
@@ -176,7 +186,7 @@ def test_create_runs_no_trial_and_workers_join(write_study: Callable[..., Path],
     assert main(["create", str(path)]) == 0
     assert "ready in sqlite:///" in capsys.readouterr().out
     study = load(path)
-    assert not study.trials and study.user_attrs["aiq_search"]["dataset"] == "digits"
+    assert not study.trials and study.user_attrs["aiq_search"]["config"]["data"]["dataset"] == "digits"
     assert main(["worker", str(path), "--no-progress"]) == 0
     assert len(complete(load(path))) == 1
     assert main(["create", str(path)]) == 0  # again: the finished trial stays
@@ -213,8 +223,8 @@ def test_bad_study_files_exit_2_and_leave_the_study_untouched(write_study: Calla
     capsys.readouterr()
     for sections in BAD:
         bad = write_study("bad.toml", **sections)
-        for command in (["run", str(bad)], ["worker", str(bad)], ["launch", str(bad), "--workers", "2"],
-                        ["status", str(bad)]):
+        readers = [["status", str(bad)]] if "study" in sections else []  # readers read only [study]
+        for command in (["run", str(bad)], ["worker", str(bad)], ["launch", str(bad), "--workers", "2"], *readers):
             assert main(command) == 2, (command, sections)
             err = capsys.readouterr().err
             assert err.startswith(f"aiq-search: error: {bad}: field '") and err.count("\n") == 1, err
@@ -244,17 +254,20 @@ def test_status_lists_every_study_in_a_storage(write_study: Callable[..., Path],
         study_name="two", storage=f"sqlite:///{tmp_path / 'study.db'}")))
 
 
-@pytest.mark.parametrize("cached", [True, False])
-def test_results_are_recorded_together_or_not_at_all(tmp_path: Path, cached: bool) -> None:
-    from aiq_search.storage import open_storage
-    from aiq_search.study import _set_user_attrs
-
-    storage = open_storage(f"sqlite:///{tmp_path / 'attrs.db'}")
-    study = optuna.create_study(storage=storage, study_name="attrs")  # Optuna wraps it in its cache
-    if not cached:
-        study._storage = storage  # the bare RDBStorage, as a storage without Optuna's cache
-    trial = study.ask()
-    _set_user_attrs(trial, {"aiq": 0.5, "layer_efficiencies": {"fc1": 0.25}})
-    with pytest.raises(TypeError):
-        _set_user_attrs(trial, {"accuracy": 0.9, "device": object()})  # the second cannot be stored
-    assert storage.get_trial(trial._trial_id).user_attrs == {"aiq": 0.5, "layer_efficiencies": {"fc1": 0.25}}
+def test_a_study_with_trials_refuses_a_changed_file(write_study: Callable[..., Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_study(study={"n_trials": 1})
+    assert main(["run", str(path), "--no-progress"]) == 0
+    before = [(t.number, t.state, t.user_attrs) for t in load(path).get_trials()]
+    capsys.readouterr()
+    write_study(data={"val_size": 0.2}, training={"lr": 0.02})
+    assert main(["run", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aiq-search: error: study 'tiny' already has trials made with other settings: "
+                          "data.val_size, training.lr differ from what it recorded; give the study a new name")
+    assert err.count("\n") == 1
+    assert [(t.number, t.state, t.user_attrs) for t in load(path).get_trials()] == before
+    assert load(path).user_attrs["aiq_search"]["config"]["data"]["val_size"] == 0.1  # not overwritten
+    write_study(study={"n_trials": 2}, training={"threads": 2})  # what may change between runs
+    assert main(["run", str(path), "--no-progress", "--device", "cpu"]) == 0
+    assert len(complete(load(path))) == 2

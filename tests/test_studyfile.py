@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from aiq_search.architectures import Choice
+from aiq_search.families import Choice
 from aiq_search.errors import ConfigError
 from aiq_search.studyfile import load_study_file
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
 
-@pytest.mark.parametrize("name", ["quickstart.toml", "mnist-lenet300.toml", "mnist-lenet5.toml"])
+@pytest.mark.parametrize("name", ["quickstart.toml", "mnist-lenet300.toml", "mnist-lenet5.toml",
+                                  "digits-resnet.toml"])
 def test_shipped_study_files_load(name: str) -> None:
     config = load_study_file(STUDIES / name)
     assert config.study.storage.startswith("sqlite:///")  # embedded by default: nothing to start
@@ -72,8 +73,25 @@ BAD_FILES = [
     ({"search": {"width": 0}}, "search.width", "an integer in [1, 2048]"),
     ({"search": {"width": {"low": 0, "high": 8}}}, "search.width", "low must be >= 1"),
     ({"search": {"depth": 2}}, "search.depth", "its choices are n_layers, width"),
-    ({"search": {"family": "resnet"}}, "search.family", "'lenet300' or 'lenet5'"),
-    ({"data": {"dataset": "cifar10"}}, "data.dataset", "'mnist', 'fashion-mnist', 'kmnist' or 'digits'"),
+    ({"search": {"family": "vgg"}}, "search.family",
+     "unknown architecture family 'vgg'; known: lenet300, lenet5, resnet; a family of your own is named by its "
+     "import path, 'package.module:attribute'"),
+    ({"search": {"family": "no_such_module_xyz:family"}}, "search.family",
+     "no module named 'no_such_module_xyz' can be imported; install the package that provides it or put the "
+     "folder that holds it on PYTHONPATH"),
+    ({"search": {"family": 3}}, "search.family", "valid string"),
+    ({"data": {"dataset": "cifar"}}, "data.dataset", "known: mnist, fashion-mnist, kmnist, cifar10, cifar100"),
+    ({"data": {"dataset": "no_such_module:load"}}, "data.dataset", "cannot import no_such_module"),
+    ({"data": {"dataset": "image-folder"}}, "data.path", "required"),
+    ({"data": {"dataset": "image-folder", "path": "x", "image_size": [8, 8, 3]}}, "data.image_size", "[height, width]"),
+    ({"data": {"dataset": "image-folder", "path": "x", "image_size": "big"}}, "data.image_size", "an integer >= 1"),
+    ({"data": {"dataset": "image-folder", "path": "x", "image_size": 8, "color": "cmyk"}}, "data.color",
+     "'rgb' or 'grayscale'"),
+    ({"data": {"dataset": "arrays", "path": "x.npz", "test_size": 1.5}}, "data.test_size", "less than 1"),
+    ({"data": {"path": "x"}}, "data.path", "allowed keys: dataset, data_dir, download, val_size, label_noise"),
+    ({"data": {"seed": 1}}, "data.seed", "reserved: seed is a common setting"),
+    ({"data": {"dataset": "arrays", "path": "x.npz", "colour": "rgb"}}, "data.colour",
+     "allowed keys: dataset, data_dir, download, val_size, label_noise, path, test_size"),
     ({"study": {"sampler": "cmaes"}}, "study.sampler", "'tpe', 'random', 'grid' or 'nsga2'"),
     ({"study": {"pruner": "patient"}}, "study.pruner", "'median', 'hyperband' or 'none'"),
     ({"study": {"mode": "pareto", "pruner": "median"}}, "study.pruner", "allowed: 'none'"),

@@ -6,12 +6,12 @@ import optuna
 import pytest
 import torch
 
-from aiq_search.architectures import build_model
+from aiq_search.families import build_model
 from aiq_search.metrics import measure_efficiency
+from aiq_search.settings import MetricsConfig, TrainConfig
 from aiq_search.training import (
     DivergenceError,
     EpochReport,
-    TrainConfig,
     evaluate,
     resolve_device,
     train,
@@ -54,12 +54,13 @@ def test_lenet5_learns_digits(digits) -> None:
 
 
 def test_identical_seeds_give_identical_runs(digits) -> None:
-    config = TrainConfig(optimizer="sgd", lr=0.05, batch_size=50, max_epochs=3, patience=None, seed=7)
+    config = TrainConfig(optimizer="sgd", lr=0.05, batch_size=50, max_epochs=3, patience=None)
     runs = []
     for _ in range(2):
         model = mlp(digits, (16, 16), dropout=0.3, batch_norm=True)
         losses: list[float] = []
-        result = train(model, digits, config, device="cpu", epoch_callback=lambda r: losses.append(r.train_loss))
+        result = train(model, digits, config, seed=7, device="cpu",
+                       epoch_callback=lambda r: losses.append(r.train_loss))
         runs.append((model.state_dict(), losses, result))
     (state_a, losses_a, a), (state_b, losses_b, b) = runs
     assert losses_a == losses_b
@@ -68,7 +69,7 @@ def test_identical_seeds_give_identical_runs(digits) -> None:
                                                                        b.efficiency.network)
     other = mlp(digits, (16, 16), dropout=0.3, batch_norm=True)
     losses_c: list[float] = []
-    train(other, digits, TrainConfig(**{**config.__dict__, "seed": 8}), device="cpu",
+    train(other, digits, config, seed=8, device="cpu",
           epoch_callback=lambda r: losses_c.append(r.train_loss))
     assert losses_c != losses_a
 
@@ -91,7 +92,8 @@ def test_epoch_reports_and_best_weights_kept(digits) -> None:
     assert result.val_accuracy == max(accuracies)
     assert result.best_epoch == accuracies.index(max(accuracies)) + 1
     assert result.epochs == 12 or result.epochs == result.best_epoch + 2  # patience 2 after the best
-    assert all(r.seconds > 0 and r.train_loss > 0 for r in reports)
+    assert all(r.seconds > 0 and r.train_loss > 0 and 0 < r.train_accuracy <= 1 for r in reports)
+    assert result.history == [r.as_dict() for r in reports]  # every epoch, as the trial records it
     # the model holds the best epoch's weights: same accuracy and the same efficiency as reported then
     accuracy, report = evaluate(model, digits.val_x, digits.val_y)
     assert accuracy == result.val_accuracy == result.eval_accuracy
@@ -137,22 +139,24 @@ def test_evaluate_matches_measure_efficiency(digits) -> None:
     expected = float((model(digits.test_x).argmax(1) == digits.test_y).float().mean())
     assert accuracy == pytest.approx(expected)
     assert model.training  # evaluate leaves the mode as it found it
-    assert list(evaluate(model, digits.test_x, digits.test_y, layers=["fc2"])[1].layers) == ["fc2"]
+    only_fc2 = MetricsConfig(layers=["fc2"])
+    assert list(evaluate(model, digits.test_x, digits.test_y, metrics=only_fc2)[1].layers) == ["fc2"]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adam"),
-     ({"lr": 0}, "lr must be a finite number > 0"),
-     ({"lr": float("nan")}, "lr must be a finite number > 0"),
-     ({"momentum": 1.0}, r"momentum must be a number in \[0, 1\)"),
-     ({"weight_decay": -1}, "weight_decay must be a finite number >= 0"),
+    [({"optimizer": "rmsprop"}, "optimizer\n  Input should be 'sgd' or 'adam'"),
+     ({"lr": 0}, "lr\n  Input should be greater than 0"),
+     ({"lr": float("nan")}, "lr\n  Input should be a finite number"),
+     ({"momentum": 1.0}, "momentum\n  Input should be less than 1"),
+     ({"weight_decay": -1}, "weight_decay\n  Input should be greater than or equal to 0"),
      ({"nesterov": True, "momentum": 0.0}, "nesterov needs optimizer 'sgd' with momentum > 0"),
      ({"nesterov": True, "optimizer": "adam"}, "nesterov needs optimizer 'sgd'"),
-     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-     ({"max_epochs": 2.0}, "max_epochs must be an integer >= 1"),
-     ({"patience": 0}, "patience must be an integer >= 1"),
-     ({"seed": "a"}, "seed must be an integer")],
+     ({"batch_size": 0}, "batch_size\n  Input should be greater than or equal to 1"),
+     ({"max_epochs": 2.0}, "max_epochs\n  Input should be a valid integer"),
+     ({"patience": 0}, "patience\n  Input should be greater than or equal to 1"),
+     ({"device": "mps"}, "device\n  Value error, must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'"),
+     ({"seed": 1}, "seed\n  Extra inputs are not permitted")],
 )
 def test_bad_config(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

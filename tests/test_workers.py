@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from aiq_search.cli import main
 from aiq_search.errors import ConfigError
 from aiq_search.studyfile import load_study_file
-from aiq_search.workers import WorkerPlan, plan_workers
+from aiq_search.launch import WorkerPlan, plan_workers
 
 
 def cli(*args: str) -> list[str]:
@@ -66,10 +69,14 @@ def test_ctrl_c_stops_workers_cleanly_and_run_resumes(write_study: Callable[...,
         while time.monotonic() < deadline:
             time.sleep(0.5)
             try:
-                states = [t.state for t in load(path).get_trials()]
+                trials = load(path).get_trials()
             except KeyError:  # the launcher has not created the study yet
                 continue
-            if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+            # a trial started after one completed, a second ago, is training (the workers' first trials
+            # start and end together: one about to end may complete before the signal comes)
+            done = [t.datetime_complete for t in trials if t.state == TrialState.COMPLETE]
+            if any(t.state == TrialState.RUNNING and t.datetime_start > min(done)
+                   and datetime.now() - t.datetime_start > timedelta(seconds=1) for t in trials if done):
                 break
         else:
             pytest.fail("no trial completed while another ran")
@@ -83,7 +90,14 @@ def test_ctrl_c_stops_workers_cleanly_and_run_resumes(write_study: Callable[...,
     trials = load(path).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     interrupted = [t for t in trials if t.state == TrialState.FAIL]
-    assert interrupted and all(t.user_attrs["fail_reason"].startswith("interrupted") for t in interrupted)
+    assert interrupted, (out, err)
+    assert all(t.user_attrs["fail_reason"] == "interrupted (Ctrl-C or SIGINT)" for t in interrupted)
+    # one line per worker, no traceback: "[worker 0] interrupted: trial 7 marked FAIL" (or between trials)
+    lines = [re.fullmatch(r"\[worker (\d)\] interrupted(?:: trial (\d+) marked FAIL| between trials)", line)
+             for line in err.splitlines()]
+    assert all(lines) and sorted(m[1] for m in lines) == ["0", "1"], err
+    assert sorted(int(m[2]) for m in lines if m[2]) == [t.number for t in interrupted]
+    assert [f"worker {i} (cpu, 1 threads): exit status 130" in out for i in (0, 1)] == [True, True]
     finished = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
     assert 1 <= len(finished) < 40
 
@@ -94,3 +108,55 @@ def test_ctrl_c_stops_workers_cleanly_and_run_resumes(write_study: Callable[...,
     assert "this process ran 1 trials" in resumed.stdout
     after = {t.number: t.values for t in load(path).get_trials(states=(TrialState.COMPLETE,))}
     assert len(after) == len(finished) + 1 and all(after[n] == v for n, v in finished.items())
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_run_with_one_line(write_study: Callable[..., Path]) -> None:
+    path = write_study(study={"n_trials": 5}, training={"max_epochs": 400, "patience": 400})
+    run = subprocess.Popen(cli("run", str(path), "--no-progress"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                running = load(path).get_trials(states=(TrialState.RUNNING,))
+            except KeyError:  # not created yet
+                continue
+            if running and datetime.now() - running[0].datetime_start > timedelta(seconds=1):  # training
+                break
+        else:
+            pytest.fail("no trial started")
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, (out, err)
+    [trial] = load(path).get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted (Ctrl-C or SIGINT)"
+    assert err == f"aiq-search: interrupted: trial {trial.number} marked FAIL\n"
+
+
+@pytest.mark.parametrize("command", [["run"], ["create"], ["launch", "--workers", "1"]])
+@pytest.mark.parametrize("broken", ["artifacts under a file", "database under a file", "database is a folder"])
+def test_unusable_paths_are_one_line_before_any_study(
+        command: list[str], broken: str, tmp_path: Path, write_study: Callable[..., Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Tests run as root, which may write anywhere: a regular file where a folder must be is what makes a
+    path unusable here."""
+    (tmp_path / "file").write_text("not a folder")
+    database, artifacts = tmp_path / "study.db", tmp_path / "artifacts"
+    if broken == "artifacts under a file":
+        artifacts = tmp_path / "file" / "artifacts"
+        expected = f"cannot write to the artifacts folder {artifacts}: Not a directory"
+    elif broken == "database under a file":
+        database = tmp_path / "file" / "study.db"
+        expected = f"cannot create the SQLite study database {database}: {tmp_path / 'file'} is not a folder"
+    else:
+        database.mkdir()
+        expected = f"the SQLite study database {database} is not a file"
+    path = write_study(study={"storage": f"sqlite:///{database}", "artifacts": str(artifacts)})
+    assert main([command[0], str(path), *command[1:]]) == 2
+    assert capsys.readouterr().err == f"aiq-search: error: {expected}\n"
+    assert not (tmp_path / "study.db").is_file()  # no study left behind

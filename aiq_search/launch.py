@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiq_search.errors import ConfigError
-from aiq_search.storage import open_storage
-from aiq_search.study import StudyStatus, create_or_load_study, study_status
+from aiq_search.status import StudyStatus, study_status
+from aiq_search.study import create_study
 from aiq_search.studyfile import StudyFile
 
 __all__ = ["LaunchSummary", "WorkerPlan", "launch", "plan_workers"]
@@ -96,8 +96,7 @@ def launch(study_file: str | Path, config: StudyFile, *, workers: int, devices: 
     if config.training.threads is not None:
         cores = min(cores, config.training.threads * workers)
     plans = plan_workers(workers, list(devices or [config.training.device]), cores)
-    storage = open_storage(config.study.storage, create=True)
-    create_or_load_study(config, storage, create=True)
+    create_study(config)  # device, data and artifacts checked here, once, before any worker starts
     started = time.monotonic()
     processes: list[subprocess.Popen[bytes]] = []
     interrupted = False
