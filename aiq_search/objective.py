@@ -20,7 +20,7 @@ from aiq_search.interrupt import allowed as ctrl_c_allowed
 from aiq_search.interrupt import check as check_interrupt
 from aiq_search.places import Places, Surplus
 from aiq_search.recording import record_architecture, record_failure, record_scores, save_weights
-from aiq_search.samplers import first_prunable_epoch
+from aiq_search.samplers import first_prunable_epoch, grid_twin
 from aiq_search.studyfile import StudyFile
 from aiq_search.training import EpochReport, train
 
@@ -64,12 +64,14 @@ class Objective:
         model = build_model(spec, seed=seed)
         n_params = count_parameters(model)
         record_architecture(trial, spec, n_params, self.family.describe(spec))
+        self._give_way_to_twin(trial)
         pareto = config.study.mode == "pareto"
         # asking the pruner reads the study: not before it may prune (Optuna's median pruner reads, then checks)
         first_prunable = first_prunable_epoch(config)
 
         def report(epoch: EpochReport) -> None:
             check_interrupt()
+            self._give_way_to_twin(trial)
             self.on_epoch(trial, epoch)
             if pareto:  # Optuna keeps no intermediate values for multi-objective trials
                 return
@@ -85,3 +87,11 @@ class Objective:
                               device=result.device, weights_artifact_id=save_weights(trial, model, self.store),
                               history=result.history)
         return (result.eval_accuracy, float(n_params)) if pareto else score
+
+    def _give_way_to_twin(self, trial: Trial) -> None:
+        """A grid combination runs once: end this trial (FAIL, with why) if a twin already has it."""
+        twin = grid_twin(trial.study, trial)
+        if twin is not None:
+            how = "completed" if twin.state.is_finished() else "is running"
+            raise Surplus(f"a repeat: trial {twin.number} {how} the same grid combination (the grid sampler "
+                          "gave it to two workers at once)")

@@ -27,7 +27,8 @@ __all__ = ["Places", "Surplus", "count_states"]
 
 
 class Surplus(Exception):
-    """This trial was started while the study already had all the trials it needs."""
+    """This trial is not needed: the study already has all the trials it needs, or a twin runs its grid
+    combination."""
 
 
 def count_states(study: optuna.Study, below_number: int | None = None) -> Counter[TrialState]:

@@ -7,10 +7,11 @@ import warnings
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from aiq_search.studyfile import StudyFile
 
-__all__ = ["directions", "first_prunable_epoch", "grid_exhausted", "make_pruner", "make_sampler"]
+__all__ = ["directions", "first_prunable_epoch", "grid_exhausted", "grid_twin", "make_pruner", "make_sampler"]
 
 
 def directions(config: StudyFile) -> list[StudyDirection]:
@@ -80,3 +81,18 @@ def grid_exhausted(study: optuna.Study) -> bool:
     sampler.after_trial(recorder, last, last.state, last.values)  # type: ignore[arg-type]
     return recorder.stopped
 
+
+def grid_twin(study: optuna.Study, trial: Trial) -> FrozenTrial | None:
+    """In a grid study, another trial with ``trial``'s parameters that ``trial`` should give way to: one that
+    completed, or one that runs with a lower number. The grid sampler can hand one combination to two
+    workers that sample at the same instant (Optuna documents repeats in distributed runs); the lower number
+    always wins, so exactly one of the twins goes on. Asked again at each epoch, since a twin's parameters
+    may still have been on their way to the storage the first time. None for other samplers."""
+    if not isinstance(study.sampler, optuna.samplers.BruteForceSampler):
+        return None
+    params = trial.params
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if other.number != trial.number and other.params == params and (
+                other.state == TrialState.COMPLETE or other.number < trial.number):
+            return other
+    return None

@@ -140,8 +140,9 @@ GRID = {"study": {"sampler": "grid", "seed": 1, "n_trials": 100},
 @pytest.mark.parametrize("workers", [1, 2])
 def test_grid_over_a_conditional_space_completes_exactly_the_grid(
         url: str, workers: int, write_study: Callable[..., Path]) -> None:
-    """n_layers 1 or 2, one width per layer: 2 + 4 = 6 architectures, each once, parameters stored in the
-    order they were suggested (the grid sampler rebuilds its tree from that order)."""
+    """n_layers 1 or 2, one width per layer: 2 + 4 = 6 architectures, each completed once, parameters stored
+    in the order they were suggested (the grid sampler rebuilds its tree from that order). A combination
+    that two workers drew at once ran to the end in one of them only."""
     import subprocess
     import sys
 
@@ -155,5 +156,8 @@ def test_grid_over_a_conditional_space_completes_exactly_the_grid(
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     layouts = sorted(tuple(t.params[f"width_{i}"] for i in range(t.params["n_layers"])) for t in trials)
     assert layouts == [(4,), (4, 4), (4, 8), (8,), (8, 4), (8, 8)]
+    others = study.get_trials(states=(TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING))
+    assert all(t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("a repeat: trial ")
+               for t in others), [(t.number, t.state, t.user_attrs) for t in others]
     for trial in trials:
         assert list(trial.params) == ["n_layers", *[f"width_{i}" for i in range(trial.params["n_layers"])]]
