@@ -137,8 +137,9 @@ def test_workers_on_two_nodes_end_with_exactly_n_trials_though_two_are_killed(
             launcher.kill()
     assert launcher.returncode == 0, out + err
     assert f"[ray] {WORKERS} workers on a Ray cluster of 2 nodes, each with 1 CPUs and 0 GPUs" in out
-    assert re.search(r"^\[ray\] 8 complete, 2 fail \(target 8 complete\) · best aIQ 0\.\d{4} \(trial \d+\) · "
-                     rf"0/{WORKERS} workers$", out, re.MULTILINE), out  # where the study stood, to the end
+    last = re.search(r"^\[ray\] 8 complete, (\d+) fail \(target 8 complete\) · best aIQ 0\.\d{4} \(trial \d+\) · "
+                     rf"0/{WORKERS} workers$", out, re.MULTILINE)
+    assert last, out  # where the study stood, to the end
     assert "note: the artifacts folder" in out  # a local folder on several nodes must be shared
     for index in range(WORKERS):  # the killed ones too: Ray ran them again
         assert f"ray worker {index}: finished, ran " in out
@@ -149,8 +150,12 @@ def test_workers_on_two_nodes_end_with_exactly_n_trials_though_two_are_killed(
     by_number = {t.number: t for t in after}
     finished_before = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
     assert all(by_number[n].values == v for n, v in finished_before.items())  # nothing finished was lost
-    dead = [t for t in after if t.state == TrialState.FAIL]
-    assert len(dead) == 2 and all(fail_reason(t) == STALE_REASON for t in dead)  # failed by heartbeat
+    failed = [t for t in after if t.state == TrialState.FAIL]
+    assert int(last.group(1)) == len(failed)
+    dead = [t for t in failed if fail_reason(t) == STALE_REASON]  # failed by heartbeat
+    assert len(dead) == 2
+    # any other FAIL gave itself up: two workers started a trial for the study's last place at once
+    assert all((fail_reason(t) or "").startswith("not needed: ") for t in failed if t not in dead), failed
     for trial in dead:
         (retry,) = [t for t in after if t.system_attrs.get("failed_trial") == trial.number]
         assert retry.state == TrialState.COMPLETE and retry.params == trial.params

@@ -52,7 +52,11 @@ def test_two_workers_share_an_sqlite_study(write_study: Callable[..., Path],
     trials = load(path).get_trials()
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 8  # the study's count, not each worker's
-    assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # a FAIL only from a race for the study's last place: both workers started a trial for it at once and the
+    # higher-numbered one gave itself up when the other completed (aiq_search.places; seen under load)
+    assert all(t.user_attrs["fail_reason"].startswith("not needed: ")
+               for t in trials if t.state == TrialState.FAIL), [t.user_attrs for t in trials]
     for trial in done:
         check_recorded(trial)
 
