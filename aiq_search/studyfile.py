@@ -25,12 +25,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from aiq_search.errors import AiqSearchError, ConfigError
-from aiq_search.settings import MetricsConfig, TrainConfig
-from aiq_search.outage import OUTAGE_TIMEOUT_S
+from aiq_search.metrics import EvalSplit, MetricsConfig
+from aiq_search.study import OUTAGE_TIMEOUT_S
+from aiq_search.training import TrainConfig
 
 if TYPE_CHECKING:
     from aiq_search.families import Choice, Family
@@ -43,8 +43,8 @@ PrunerName = Literal["median", "hyperband", "none"]
 
 # Mode-dependent defaults: pareto studies have two objectives, which Optuna cannot prune (no intermediate
 # values for multi-objective trials), and NSGA-II is the sampler made for Pareto fronts.
-DEFAULT_SAMPLER: dict[str, str] = {"aiq": "tpe", "pareto": "nsga2"}
-DEFAULT_PRUNER: dict[str, str] = {"aiq": "median", "pareto": "none"}
+DEFAULT_SAMPLER: dict[str, SamplerName] = {"aiq": "tpe", "pareto": "nsga2"}
+DEFAULT_PRUNER: dict[str, PrunerName] = {"aiq": "median", "pareto": "none"}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -58,12 +58,13 @@ class StudySection(_Section):
     """The study itself: where it lives, what it optimizes, how trials are chosen, how many."""
 
     name: str
-    storage: str | None = None
-    artifacts: str | None = None
+    # defaults computed from the fields above them, so the recorded config says what actually ran
+    storage: str = Field(default_factory=lambda data: f"sqlite:///runs/{data.get('name', 'study')}.db", min_length=1)
+    artifacts: str = Field(default_factory=lambda data: f"artifacts/{data.get('name', 'study')}", min_length=1)
     mode: Mode = "aiq"
-    eval_split: Literal["validation", "test"] = "validation"
-    sampler: SamplerName | None = None
-    pruner: PrunerName | None = None
+    eval_split: EvalSplit = "validation"
+    sampler: SamplerName = Field(default_factory=lambda data: DEFAULT_SAMPLER[data.get("mode", "aiq")])
+    pruner: PrunerName = Field(default_factory=lambda data: DEFAULT_PRUNER[data.get("mode", "aiq")])
     seed: int = Field(0, ge=0)
     n_trials: int = Field(20, ge=1)
     timeout: float | None = Field(None, gt=0)
@@ -82,8 +83,8 @@ class StudySection(_Section):
 
     @field_validator("pruner")
     @classmethod
-    def _prunable(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("mode") == "pareto" and value not in (None, "none"):
+    def _prunable(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("mode") == "pareto" and value != "none":
             raise ValueError("pareto mode cannot prune (Optuna has no intermediate values for "
                              "multi-objective trials); allowed: 'none'")
         return value
@@ -96,15 +97,6 @@ class StudySection(_Section):
             raise ValueError(f"must be longer than heartbeat_interval ({interval}), or live trials would be "
                              "failed as stale")
         return value
-
-    @model_validator(mode="after")
-    def _defaults(self) -> StudySection:
-        # filled here, so the recorded config says what actually ran
-        self.sampler = self.sampler or DEFAULT_SAMPLER[self.mode]
-        self.pruner = self.pruner or DEFAULT_PRUNER[self.mode]
-        self.storage = self.storage or f"sqlite:///runs/{self.name}.db"
-        self.artifacts = self.artifacts or f"artifacts/{self.name}"
-        return self
 
 
 def _resolvable(reference: str, resolve: Callable[[str], object]) -> str:
@@ -131,9 +123,9 @@ class DataSection(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _known(cls, value: str) -> str:
-        from aiq_search.data import resolve_dataset  # imported here: readers of the [study] table need no torch
+        from aiq_search.data import get_dataset  # imported here: readers of the [study] table need no torch
 
-        return _resolvable(value, resolve_dataset)
+        return _resolvable(value, get_dataset)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -219,7 +211,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
 
 def _describe(exc: ValidationError) -> str:
     """The first error of ``exc`` in one line: field, problem, what is allowed."""
-    errors = exc.errors(include_url=False)
+    # a default computed from a field that failed is not an error of its own
+    errors = [e for e in exc.errors(include_url=False) if e["type"] != "default_factory_not_called"]
     first = errors[0]
     loc = tuple(first["loc"])
     field = ".".join(str(p) for p in loc) or "(top level)"
@@ -256,9 +249,9 @@ def _check_search(path: str | Path, parsed: StudyFile) -> None:
 
 def _check_data(path: str | Path, parsed: StudyFile) -> None:
     """Let the data set check its own options, so the error names the exact field."""
-    from aiq_search.data import OptionError, resolve_dataset
+    from aiq_search.data import OptionError, get_dataset
 
-    dataset = resolve_dataset(parsed.data.dataset)
+    dataset = get_dataset(parsed.data.dataset)
     try:
         dataset.check_options(parsed.data.options)
     except OptionError as exc:

@@ -2,8 +2,8 @@
 
 The study trains one fixed LeNet-300 architecture on digits (every trial the same work; no pruning), on a
 fresh PostgreSQL database per run, each worker with one CPU and one torch thread. The local run is
-`aiq_search.launch.launch` (one ``aiq-search worker`` process per worker); the Ray run is
-`aiq_search.ray_launch.launch_on_ray` on a new local Ray instance (its start is part of the run, as for a
+`aiq_search.launch._local.launch` (one ``aiq-search worker`` process per worker); the Ray run is
+`aiq_search.launch._ray.launch_on_ray` on a new local Ray instance (its start is part of the run, as for a
 user). The runs alternate over the rounds (this machine's speed drifts), and the table shows each run and
 the medians.
 
@@ -35,8 +35,7 @@ import psycopg
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from aiq_search.launch import launch
-from aiq_search.ray_launch import launch_on_ray
+from aiq_search.launch import launch, launch_on_ray
 from aiq_search.studyfile import StudyFile, load_study_file
 
 STUDY = """\

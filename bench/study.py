@@ -53,8 +53,7 @@ from sqlalchemy.engine import make_url
 
 from aiq_search.data import DataSplits, load_dataset
 from aiq_search.errors import AiqSearchError
-from aiq_search.storage import open_storage
-from aiq_search.study import create_or_load_study, load_device_and_data
+from aiq_search.study import create_or_load_study, load_device_and_data, open_storage
 from aiq_search.studyfile import StudyFile, load_study_file
 from aiq_search.worker import work_on_study
 
@@ -197,7 +196,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-trials", type=int, default=20, help="COMPLETE trials per run")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per trial")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of 1 and 2 workers, on the service and alone (order rotating)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of 1 and 2 workers, on the service and alone (order rotating)")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
                         help="folder holding mnist/MNIST/raw (or MNIST/raw)")
     parser.add_argument("--server", default="postgresql+psycopg://root@127.0.0.1:5432/postgres",

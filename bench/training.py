@@ -1,7 +1,7 @@
 """One training epoch on full MNIST: aiq_search's tensor trainer against the common DataLoader baseline.
 
 The baseline is the usual loop: torchvision ``MNIST`` with ``ToTensor()`` through
-``DataLoader(batch_size=200, shuffle=True)``. The trainer runs `aiq_search.training.train` for one epoch
+``DataLoader(batch_size=200, shuffle=True)``. The trainer runs `aiq_search.training._trainer.train` for one epoch
 over the same 60,000 training images (its validation pass and efficiency probe are timed apart). Both
 train the same model from the same initial weights with SGD (lr 0.01, momentum 0.9), batch 200, in this
 one process, after a short warm-up of each; the epochs alternate and the best of ``--repeats`` is kept for
@@ -25,11 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aiq_search.families import build_model
 from aiq_search.data import load_dataset
 from aiq_search.errors import DataError
-from aiq_search.settings import TrainConfig
-from aiq_search.training import EpochReport, train
+from aiq_search.families import build_model
+from aiq_search.training import EpochReport, TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 200

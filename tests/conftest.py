@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import shutil
@@ -25,11 +26,11 @@ from aiq_search.metrics import aiq, network_efficiency
 
 @pytest.fixture
 def recorded_study(tmp_path: Path) -> Callable[..., optuna.Study]:
-    """Make an SQLite study whose trials carry the attributes aiq_search.study records (CONTRACTS.md).
+    """Make an SQLite study whose trials carry the attributes aiq_search.study._create records (CONTRACTS.md).
 
     For tests of code that only reads those records (plots, dashboard): accuracies and layer efficiencies
     are drawn at random, parameter counts are those of the drawn LeNet-300 widths on 8×8 digits, and
-    network efficiency and aIQ are computed from them by aiq_search.metrics. A pruned and a failed trial
+    network efficiency and aIQ are computed from them by aiq_search.metrics._efficiency. A pruned and a failed trial
     sit among the complete ones, as in a real study.
     """
 
@@ -59,7 +60,7 @@ def recorded_study(tmp_path: Path) -> Callable[..., optuna.Study]:
                                              user_attrs={"fail_reason": "loss diverged"}))
                 continue
             sizes = [64, *widths, 10]
-            n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+            n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
             layers = {f"hidden.{i}": rng.uniform(0.05, 0.95) for i in range(len(widths))}
             accuracy = rng.uniform(0.5, 0.99)
             network = network_efficiency(layers)

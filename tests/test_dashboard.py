@@ -26,15 +26,23 @@ from optuna.trial import TrialState
 from optuna_dashboard import save_plotly_graph_object
 from sqlalchemy.engine import make_url
 
-from aiq_search.cli import _build_parser, main
-from aiq_search.dashboard import FIGURE_VERSION, PARETO_FIGURE_ID, open_dashboard, publish_figures, stored_figure
+from aiq_search.cli import build_parser, main
 from aiq_search.errors import StorageError
-from aiq_search.plots import pareto_figure
-from aiq_search.results import pareto_front
-from aiq_search.storage import open_storage
-from aiq_search.worker import run_study
+from aiq_search.readers import (
+    FIGURE_VERSION,
+    OUTAGE_REASON,
+    PARETO_FIGURE_ID,
+    DashboardGuard,
+    DashboardServer,
+    bind,
+    open_dashboard,
+    pareto_figure,
+    publish_figures,
+    stored_figure,
+)
+from aiq_search.study import open_storage, pareto_front
 from aiq_search.studyfile import load_study_file
-from aiq_search.webapp import OUTAGE_REASON, DashboardGuard, DashboardServer, bind
+from aiq_search.worker import run_study
 
 
 def _storage(tmp_path: Path) -> optuna.storages.BaseStorage:
@@ -268,7 +276,7 @@ def test_a_dashboard_reachable_from_other_machines_is_read_only_unless_allowed(r
 
 
 def test_dashboard_binds_localhost_unless_told_otherwise() -> None:
-    args = _build_parser().parse_args(["dashboard", "--storage", "sqlite:///x.db"])
+    args = build_parser().parse_args(["dashboard", "--storage", "sqlite:///x.db"])
     assert args.host == "127.0.0.1" and not args.allow_writes
 
 

@@ -15,8 +15,8 @@ from aiq_search.data import (
     RawData,
     check_fingerprint,
     check_fits,
-    dataset_names,
     default_data_dir,
+    list_datasets,
     load_dataset,
     make_splits,
 )
@@ -144,7 +144,7 @@ def test_unknown_name() -> None:
     assert str(caught.value) == (
         "unknown data set 'cifar'; known: mnist, fashion-mnist, kmnist, cifar10, cifar100, digits, image-folder, "
         "arrays; or your own as 'package.module:function' or an entry point in group 'aiq_search.datasets'")
-    assert dataset_names()[:8] == ["mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "digits",
+    assert list_datasets()[:8] == ["mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "digits",
                                    "image-folder", "arrays"]
 
 

@@ -15,10 +15,10 @@ from aiq_search.data import (
     Dataset,
     OptionError,
     RawData,
-    dataset_names,
+    get_dataset,
+    list_datasets,
     load_dataset,
     register_dataset,
-    resolve_dataset,
 )
 from aiq_search.errors import ConfigError, DataError
 from aiq_search.studyfile import load_study_file
@@ -53,7 +53,7 @@ def test_a_function_named_by_import_path(module: str, tmp_path: Path) -> None:
     assert splits.name == f"{module}:load" and splits.input_shape == (5, 1, 1) and splits.num_classes == 4
     assert (len(splits.train_y), len(splits.val_y), len(splits.test_y)) == (38, 10, 12)
     assert splits.source == str(tmp_path / "d") and splits.options == {"rows": 60, "classes": 4}
-    assert resolve_dataset(f"{module}:load").option_names() == ["rows", "classes"]
+    assert get_dataset(f"{module}:load").option_names() == ["rows", "classes"]
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -66,7 +66,7 @@ def test_a_functions_options_are_its_keyword_parameters(module: str, options: di
         load_dataset(name, **options)
     for common in ("download", "seed"):  # the common code's, never passed as options
         with pytest.raises(OptionError, match=f"option .{common}.: reserved: {common} is a common setting"):
-            resolve_dataset(name).check_options({"rows": 30, common: 1})
+            get_dataset(name).check_options({"rows": 30, common: 1})
 
 
 def test_import_path_errors(module: str) -> None:
@@ -128,7 +128,7 @@ def test_an_entry_point_of_an_installed_package(tmp_path: Path, monkeypatch: pyt
     (info / "entry_points.txt").write_text(f"[aiq_search.datasets]\n{name} = {module}:BLOBS\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # where this test module is importable from
-    assert name in dataset_names()
+    assert name in list_datasets()
     splits = load_dataset(name, rows=20)
     assert splits.name == name and splits.num_classes == 2
     assert load_study_file(write_study(data={"dataset": name, "rows": 12})).data.options == {"rows": 12}
@@ -141,7 +141,7 @@ def test_register_dataset_in_process() -> None:
     try:
         returned = register_dataset(name, options=BlobOptions)(blobs)
         assert returned is blobs and DATASETS[name].options is BlobOptions
-        assert dataset_names().index(name) == len(DATASETS) - 1
+        assert list_datasets().index(name) == len(DATASETS) - 1
         assert load_dataset(name, rows=10, val_size=2).num_classes == 2
         with pytest.raises(ValueError, match=f"data set '{name}' is already registered"):
             register_dataset(name, blobs)

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from aiq_search import export
-from aiq_search.cli import _build_parser
+from aiq_search.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 AIQ_SERVICES = ("create-study", "worker", "dashboard", "export")
@@ -122,7 +122,7 @@ def test_dockerfile_builds_a_gpu_image_that_runs_as_a_user_with_the_cli_as_entry
 
 @pytest.mark.parametrize("service", AIQ_SERVICES)
 def test_every_compose_command_is_a_valid_cli_invocation(service: str) -> None:
-    args = _build_parser().parse_args(_compose()["services"][service]["command"])
+    args = build_parser().parse_args(_compose()["services"][service]["command"])
     assert (getattr(args, "study", None) or args.study_file) == "studies/quickstart.toml"
     assert (ROOT / "studies" / "quickstart.toml").is_file()  # mounted at the containers' studies/
 
@@ -209,4 +209,4 @@ def test_compose_commands_work_against_postgres(postgres_url: str, write_study, 
 
     run([str(AIQ_SEARCH), *command("export")])
     (folder,) = (tmp_path / "exports").iterdir()
-    assert export.evaluate(folder)["equal"]
+    assert export.verify_export(folder).equal

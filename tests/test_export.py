@@ -24,15 +24,15 @@ from optuna.trial import TrialState, create_trial
 from safetensors.torch import save_file
 
 from aiq_search import export, training
-from aiq_search.families import build_model, count_parameters
 from aiq_search.cli import main
 from aiq_search.data import load_dataset
 from aiq_search.errors import AiqSearchError, ConfigError, StorageError
-from aiq_search.exported import RawInputModel, write_manifest
+from aiq_search.export import RawInputModel, write_manifest
+from aiq_search.families import build_model, count_parameters
 from aiq_search.metrics import aiq
-from aiq_search.results import by_aiq, complete_trials, open_study, pareto_front
-from aiq_search.worker import run_study
+from aiq_search.study import by_aiq, complete_trials, open_study, pareto_front
 from aiq_search.studyfile import StudyFile, load_study_file
+from aiq_search.worker import run_study
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
 
@@ -47,7 +47,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def _untrained_study(root: Path, name: str, *, artifact_id: str | None = None) -> tuple[optuna.Study, str]:
-    """A study as aiq_search.study records it, holding one COMPLETE trial of an untrained LeNet-300 (8 units)
+    """A study as aiq_search.study._create records it, holding one COMPLETE trial of an untrained LeNet-300 (8 units)
     whose accuracy, efficiencies and aIQ are measured for real on digits; ``artifact_id`` replaces the id of
     its stored weights."""
     data = load_dataset("digits")
@@ -96,7 +96,7 @@ def copy_of(untrained, tmp_path: Path) -> Path:
 
 
 def test_an_export_holds_its_input_format_and_a_manifest_of_its_files(untrained) -> None:
-    study, _, folder = untrained
+    _, _, folder = untrained
     assert sorted(p.name for p in folder.iterdir()) == ["architecture.json", "input.json", "manifest.json",
                                                          "metrics.json", "model.onnx", "weights.safetensors"]
     data = load_dataset("digits")
@@ -112,7 +112,7 @@ def test_an_export_holds_its_input_format_and_a_manifest_of_its_files(untrained)
 def test_load_takes_raw_inputs_and_raw_false_gives_the_bare_network(untrained) -> None:
     folder = untrained[2]
     raw, normalized = load_dataset("digits", normalize=False), load_dataset("digits")
-    model, bare = export.load(folder), export.load(folder, raw=False)
+    model, bare = export.load_exported(folder), export.load_exported(folder, raw=False)
     assert isinstance(model, RawInputModel) and not model.training and not bare.training
     assert set(model.state_dict()) == {f"network.{k}" for k in bare.state_dict()}  # the statistics are no weights
     with torch.no_grad():  # the same bits as the training pipeline's normalization
@@ -121,11 +121,11 @@ def test_load_takes_raw_inputs_and_raw_false_gives_the_bare_network(untrained) -
 
 def test_evaluate_measures_the_deployed_model_and_runs_the_onnx_file(untrained, capsys) -> None:
     folder = untrained[2]
-    result = export.evaluate(folder)
-    assert result["equal"], result["compared"]
-    onnx = result["onnx"]
+    result = export.verify_export(folder)
+    assert result.equal, result.compared
+    onnx = result.onnx
     assert onnx.ok and onnx.differing_predictions == 0 and onnx.max_logit_difference <= onnx.tolerance
-    assert result["compared"]["onnx test_accuracy"][0] == result["compared"]["onnx test_accuracy"][1]
+    assert result.compared["onnx test_accuracy"][0] == result.compared["onnx test_accuracy"][1]
     assert main(["evaluate", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "model.onnx in onnxruntime on raw test inputs: 0 predictions differ" in out and "all equal" in out
@@ -145,7 +145,7 @@ def test_evaluate_checks_the_normalization_the_model_is_deployed_with(copy_of: P
     fmt["mean"] = [0.0]  # as if the export expected inputs already centred
     (copy_of / "input.json").write_text(json.dumps(fmt))
     write_manifest(copy_of)
-    assert not export.evaluate(copy_of)["equal"]
+    assert not export.verify_export(copy_of).equal
 
 
 def _edit_json(name: str, edit: Callable[[dict], object]) -> Callable[[Path], None]:
@@ -207,7 +207,7 @@ def test_load_and_evaluate_refuse_what_is_not_a_complete_export(copy_of: Path, t
     assert "is not the file that was exported" in _one_line_error(capsys)
     (copy_of / "manifest.json").unlink()  # as an interrupted export leaves it
     with pytest.raises(AiqSearchError, match="not a complete export: it has no manifest.json"):
-        export.load(copy_of)
+        export.load_exported(copy_of)
     (tmp_path / "plain").write_text("")
     for path, message in ((tmp_path / "plain", "is not a folder"), (tmp_path / "nowhere", "does not exist")):
         assert main(["evaluate", str(path)]) == 2
@@ -256,7 +256,7 @@ def test_stale_partial_folders_are_removed(untrained, tmp_path: Path) -> None:
     (out / ".trial-0003.partial").mkdir()
     export.export_trials(study, out, force=True)
     assert sorted(p.name for p in out.iterdir()) == [folder.name]
-    assert export.evaluate(folder)["equal"]
+    assert export.verify_export(folder).equal
 
 
 def test_out_defaults_to_exports_study(untrained, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -286,7 +286,7 @@ def test_a_study_without_complete_trials_is_a_clear_error(recorded_study, tmp_pa
 
 def test_bad_selections_and_folders_are_refused(recorded_study, tmp_path: Path) -> None:
     study = recorded_study(2)
-    with pytest.raises(ConfigError, match="K >= 1"):
+    with pytest.raises(ConfigError, match="k must be at least 1"):
         export.export_trials(study, tmp_path / "out", which="top", k=0)
     with pytest.raises(ConfigError, match="which must be one of"):
         export.export_trials(study, tmp_path / "out", which="worst")
@@ -294,9 +294,9 @@ def test_bad_selections_and_folders_are_refused(recorded_study, tmp_path: Path) 
     with pytest.raises(ConfigError, match="not a folder"):
         export.export_trials(study, tmp_path / "file")
     with pytest.raises(AiqSearchError, match="has no manifest.json"):
-        export.load(tmp_path)
+        export.load_exported(tmp_path)
     with pytest.raises(AiqSearchError, match="has no manifest.json"):
-        export.evaluate(tmp_path)
+        export.verify_export(tmp_path)
 
 
 # --------------------------------------------------------------------------- a trained study (slow)
@@ -358,7 +358,7 @@ def test_raw_inputs_in_onnxruntime_reproduce_the_recorded_test_accuracy(quicksta
         (logits,) = session.run(None, {"input": x})
         assert int((logits.argmax(1) == y).sum()) / len(y) == trial.user_attrs["test_accuracy"]
         with torch.no_grad():
-            assert int((export.load(folder)(raw.test_x).argmax(1) == raw.test_y).sum()) / len(y) == \
+            assert int((export.load_exported(folder)(raw.test_x).argmax(1) == raw.test_y).sum()) / len(y) == \
                 trial.user_attrs["test_accuracy"]
         (batch,) = session.run(None, {"input": x[:7]})  # a batch size the export never saw
         assert np.allclose(batch, logits[:7], atol=1e-5)
@@ -367,11 +367,11 @@ def test_raw_inputs_in_onnxruntime_reproduce_the_recorded_test_accuracy(quicksta
 @pytest.mark.slow
 def test_load_and_evaluate_reproduce_the_recorded_numbers(exported: list[Path], capsys) -> None:
     for folder in exported:
-        result = export.evaluate(folder)
-        assert result["equal"], result["compared"]
+        result = export.verify_export(folder)
+        assert result.equal, result.compared
         assert {"accuracy", "test_accuracy", "network_efficiency", "aiq", "n_params",
-                "onnx test_accuracy"} <= set(result["compared"])
-        assert any(name.startswith("efficiency ") for name in result["compared"])
+                "onnx test_accuracy"} <= set(result.compared)
+        assert any(name.startswith("efficiency ") for name in result.compared)
     assert main(["evaluate", str(exported[0])]) == 0
     assert "all equal" in capsys.readouterr().out
 
@@ -398,7 +398,7 @@ def test_a_non_empty_folder_needs_force(quickstart, tmp_path: Path, capsys) -> N
     best = by_aiq(complete_trials(study))[0]
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", f"trial-{best.number:04d}"]
     assert main([*args, "--force"]) == 0  # replaces its own folder again
-    assert export.evaluate(out / f"trial-{best.number:04d}")["equal"]
+    assert export.verify_export(out / f"trial-{best.number:04d}").equal
 
 
 @pytest.mark.slow

@@ -23,11 +23,11 @@ from aiq_search.families import (
     count_parameters,
     describe_spec,
     get_family,
-    known_families,
+    list_families,
     register_family,
 )
-from aiq_search.studyfile import load_study_file
 from aiq_search.metrics import EfficiencyProbe
+from aiq_search.studyfile import load_study_file
 
 
 def mlp_spec(widths: list[int], *, shape=(1, 28, 28), classes=10, batch_norm=False, dropout=0.0) -> dict:
@@ -214,23 +214,23 @@ def test_lenet5_spec_needs_three_channels() -> None:
 
 def test_declared_spaces() -> None:
     assert get_family("lenet300").space == {
-        "n_layers": Choice("int", 1, 3), "width": Choice("int", 1, 2048, log=True),
-        "batch_norm": Choice("categorical", choices=(False, True)), "dropout": Choice("float", 0.0, 0.7)}
-    assert get_family("lenet5").space["channels"] == Choice("int", 1, 512, log=True)
+        "n_layers": Choice.int(1, 3), "width": Choice.int(1, 2048, log=True),
+        "batch_norm": Choice.categorical((False, True)), "dropout": Choice.float(0.0, 0.7)}
+    assert get_family("lenet5").space["channels"] == Choice.int(1, 512, log=True)
     assert get_family("lenet5").space["activation"].choices == ("elu", "relu")
     with pytest.raises(TypeError):
-        get_family("lenet300").space["width"] = Choice("int", 1, 4)  # type: ignore[index]
+        get_family("lenet300").space["width"] = Choice.int(1, 4)  # type: ignore[index]
 
 
 def test_narrow_fixes_ranges_and_restricts() -> None:
     space = get_family("lenet300").narrow(
         {"n_layers": 2, "width": {"low": 16, "high": 512}, "batch_norm": [True], "dropout": 0, "width_1": [8, 32]})
     assert space["n_layers"] == 2
-    assert space["width"] == Choice("int", 16, 512, log=True)
-    assert space["batch_norm"] == Choice("categorical", choices=(True,))
+    assert space["width"] == Choice.int(16, 512, log=True)
+    assert space["batch_norm"] == Choice.categorical((True,))
     assert space["dropout"] == 0.0 and isinstance(space["dropout"], float)
-    assert space["width_1"] == Choice("categorical", choices=(8, 32))
-    assert get_family("lenet300").narrow({"dropout": {"high": 0.5}})["dropout"] == Choice("float", 0.0, 0.5)
+    assert space["width_1"] == Choice.categorical((8, 32))
+    assert get_family("lenet300").narrow({"dropout": {"high": 0.5}})["dropout"] == Choice.float(0.0, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -306,7 +306,7 @@ def example_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_built_ins_are_registered_under_their_names() -> None:
-    assert known_families()[:3] == ["lenet300", "lenet5", "resnet"]
+    assert list_families()[:3] == ["lenet300", "lenet5", "resnet"]
     for name in ("lenet300", "lenet5", "resnet"):
         assert get_family(name).name == name and get_family(name) is get_family(name)
 
@@ -353,7 +353,7 @@ def test_study_file_names_a_user_family(example_on_path: None, write_study: Call
     lenet = {"n_layers": None, "width": None, "batch_norm": None, "dropout": None}
     config = load_study_file(write_study(search={**lenet, "family": TINY, "channels": {"high": 16}}))
     assert config.search.resolve() is get_family(TINY)
-    assert config.search.space()["channels"] == Choice("int", 2, 16, log=True)
+    assert config.search.space()["channels"] == Choice.int(2, 16, log=True)
     bad = write_study("bad.toml", search={**lenet, "family": TINY, "channels_0": 100})
     with pytest.raises(ConfigError, match=r"bad.toml: field 'search.channels_0': channels_0: must be an integer "
                                           r"in \[2, 64\]"):
@@ -406,7 +406,7 @@ def test_installed_packages_ship_families_through_entry_points(tmp_path: Path,
                                            encoding="utf-8")
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert "plugin_convnet" in known_families()
+    assert "plugin_convnet" in list_families()
     family = get_family("plugin_convnet")
     assert family.name == "plugin_convnet"
     spec = family.sample(optuna.trial.FixedTrial({"n_convs": 1, "channels_0": 4, "kernel": 5, "batch_norm": False,
@@ -424,11 +424,11 @@ def test_a_family_needs_a_reference_to_sample(example_on_path: None) -> None:
 @pytest.mark.parametrize(
     ("space", "per_layer", "message"),
     [({"width": 8}, {}, "space\\['width'\\] must be a Choice"),
-     ({"num_classes": Choice("int", 2, 4)}, {}, "cannot declare 'num_classes'"),
-     ({"width": Choice("int", 1, 8)}, {"widths": ("depth", 3)}, "'depth' must be a choice of the space"),
-     ({"width": Choice("int", 1, 8), "depth": Choice("float", 1.0, 3.0)}, {"widths": ("width", "depth")},
+     ({"num_classes": Choice.int(2, 4)}, {}, "cannot declare 'num_classes'"),
+     ({"width": Choice.int(1, 8)}, {"widths": ("depth", 3)}, "'depth' must be a choice of the space"),
+     ({"width": Choice.int(1, 8), "depth": Choice.float(1.0, 3.0)}, {"widths": ("width", "depth")},
       "its length 'depth' must be an int choice"),
-     ({"width": Choice("int", 1, 8)}, {"widths": ("width", 0)}, "a fixed length must be an integer >= 1")],
+     ({"width": Choice.int(1, 8)}, {"widths": ("width", 0)}, "a fixed length must be an integer >= 1")],
 )
 def test_a_family_declaration_is_checked_when_its_class_is_made(space: dict, per_layer: dict, message: str) -> None:
     with pytest.raises(TypeError, match=message):

@@ -10,7 +10,7 @@ import pytest
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from aiq_search.samplers import grid_exhausted, grid_twin
+from aiq_search.study import grid_exhausted, grid_twin
 
 
 def grid_study(sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:

@@ -1,4 +1,4 @@
-"""Ctrl-C lands wherever it arrives (`aiq_search.interrupt`): real SIGINTs in a child Python process."""
+"""Ctrl-C lands wherever it arrives (`aiq_search.worker._interrupt`): real SIGINTs in a child Python process."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ SIGINT_HERE = "os.kill(os.getpid(), signal.SIGINT); time.sleep(5)"
 def run_module(tmp_path: Path, body: str, *, catch: bool) -> subprocess.CompletedProcess[str]:
     """Run ``body`` as a module under ``python -m`` (how `launch` starts workers), with or without
     `catch_ctrl_c`."""
-    setup = ("from aiq_search.interrupt import catch_ctrl_c; catch_ctrl_c()\n" if catch else
+    setup = ("from aiq_search.worker import catch_ctrl_c; catch_ctrl_c()\n" if catch else
              "signal.signal(signal.SIGINT, signal.default_int_handler)\n")  # Python's own, even if inherited ignored
     (tmp_path / "child.py").write_text(
-        f"import os, signal, sys, time\nfrom aiq_search.interrupt import check\n{setup}{body}\n", encoding="utf-8")
+        f"import os, signal, sys, time\nfrom aiq_search.worker import check\n{setup}{body}\n", encoding="utf-8")
     return subprocess.run([sys.executable, "-m", "child"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
 
 
@@ -95,7 +95,7 @@ def test_other_errors_in_finalizers_are_still_reported(tmp_path: Path, catch: bo
 def deferred_body(then: str) -> str:
     """A deferred block that gets a Ctrl-C, sleeps past it, then runs ``then`` and ends."""
     return f"""
-from aiq_search.interrupt import allowed, deferred
+from aiq_search.worker import allowed, deferred
 try:
     with deferred():
         os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)

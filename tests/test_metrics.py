@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from aiq_search import metrics, readout, states
+from aiq_search import metrics
 from aiq_search.families import build_model
-from aiq_search.metrics import EfficiencyProbe, aiq, entropy, measure_efficiency, network_efficiency
+from aiq_search.metrics import (
+    EfficiencyProbe,
+    _efficiency,
+    _readout,
+    _states,
+    aiq,
+    entropy,
+    measure_efficiency,
+    network_efficiency,
+)
 
 
 def _linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:
@@ -155,7 +165,7 @@ def _reference(model: nn.Module, x: torch.Tensor, points: dict[str, str] | None 
     a Linear layer's neurons are the last dimension, a convolution's dim 1."""
     modules = dict(model.named_modules())
     if points is None:
-        points = {n: n for n in [n for n, m in modules.items() if n and isinstance(m, metrics.PROBED_TYPES)][:-1]}
+        points = {n: n for n in [n for n, m in modules.items() if n and isinstance(m, _efficiency.PROBED_TYPES)][:-1]}
     captured: dict[str, list[torch.Tensor]] = {n: [] for n in points}
     handles = [modules[at].register_forward_hook(lambda _m, _i, o, n=n: captured[n].append(o.clone()))
                for n, at in points.items()]
@@ -193,12 +203,12 @@ def _assert_matches_reference(
 @pytest.fixture(params=["auto", "dense", "sparse"])
 def counting_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test through each counting strategy, with merges forced often."""
-    monkeypatch.setattr(states, "_MERGE_MIN_BYTES", 56)  # merge every few batches
+    monkeypatch.setattr(_states, "_MERGE_MIN_BYTES", 56)  # merge every few batches
     if request.param == "dense":
-        monkeypatch.setattr(states, "_DENSE_ALWAYS_BITS", states._DENSE_MAX_BITS)
+        monkeypatch.setattr(_states, "_DENSE_ALWAYS_BITS", _states._DENSE_MAX_BITS)
     elif request.param == "sparse":
-        monkeypatch.setattr(states, "_DENSE_ALWAYS_BITS", 0)
-        monkeypatch.setattr(states, "_DENSE_MAX_BITS", 0)
+        monkeypatch.setattr(_states, "_DENSE_ALWAYS_BITS", 0)
+        monkeypatch.setattr(_states, "_DENSE_MAX_BITS", 0)
     return request.param
 
 
@@ -213,7 +223,7 @@ def test_mlp_matches_brute_force(counting_path: str, widths: list[int], n: int, 
     torch.manual_seed(seed)
     dims = [5, *widths]
     layers: list[nn.Module] = []
-    for a, b in zip(dims, dims[1:]):
+    for a, b in itertools.pairwise(dims):
         layers += [nn.Linear(a, b), nn.ReLU()]
     model = nn.Sequential(*layers, nn.Linear(dims[-1], 4))
     _assert_matches_reference(model, torch.randn(n, 5), batch_size)
@@ -251,7 +261,7 @@ def test_conv1d_and_conv3d_are_probed() -> None:
 
 def test_counter_switches_to_a_dense_histogram_when_batches_grow() -> None:
     torch.manual_seed(13)
-    counter = states.StateCounter("fc", nn.Linear(3, 14))
+    counter = metrics.StateCounter("fc", nn.Linear(3, 14))
     out = torch.randn(6000, 14)
     counter.update(out[:5])  # 20 observations: sorting is cheaper than 2**14 bins
     assert counter._dense is None
@@ -275,7 +285,7 @@ def _randomize_norms(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         for m in model.modules():
             for name in ("weight", "bias", "running_mean"):
-                t = getattr(m, name, None) if isinstance(m, readout.NORM_TYPES) else None
+                t = getattr(m, name, None) if isinstance(m, _readout.NORM_TYPES) else None
                 if t is not None:
                     t.copy_(torch.randn_like(t) + (0.5 if name == "weight" else 0.0))
             if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
@@ -475,7 +485,7 @@ def test_probe_counts_during_callers_own_loop() -> None:
     torch.manual_seed(5)
     model = _randomize_norms(nn.Sequential(nn.Linear(4, 9), nn.BatchNorm1d(9), nn.ReLU(), nn.Linear(9, 3))).eval()
     x = torch.randn(90, 4)
-    with EfficiencyProbe(model) as probe, torch.inference_mode():  # as aiq_search.training.evaluate does
+    with EfficiencyProbe(model) as probe, torch.inference_mode():  # as aiq_search.training._trainer.evaluate does
         for chunk in x.split(16):
             model(chunk).argmax(1)
     assert probe.report().layers == measure_efficiency(model, x).layers

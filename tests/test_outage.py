@@ -14,10 +14,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import OwnPostgres
 from optuna.trial import TrialState
 
-from aiq_search.storage import open_storage
-from conftest import OwnPostgres
+from aiq_search.study import open_storage
 
 N_TRIALS = 6
 
@@ -73,7 +73,7 @@ def test_workers_ride_out_an_outage_and_keep_their_trials(
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
-    for worker, (out, err) in zip(workers, results, strict=True):
+    for worker, (_, err) in zip(workers, results, strict=True):
         assert worker.returncode == 0, err
         assert "Traceback" not in err
         if outage != "restart":  # a restart may pass between two storage calls; 12 s cannot
@@ -82,7 +82,7 @@ def test_workers_ride_out_an_outage_and_keep_their_trials(
     trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
     assert [t.state for t in trials].count(TrialState.COMPLETE) == N_TRIALS
     # no trial lost to the outage; one may have given itself up when workers coming back from the outage
-    # together both started the study's last trial (aiq_search.places)
+    # together both started the study's last trial (aiq_search.worker._quota)
     assert all(t.state == TrialState.COMPLETE or t.user_attrs["fail_reason"].startswith("not needed: ")
                for t in trials), [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials]
 
@@ -98,7 +98,7 @@ def test_an_outage_longer_than_the_timeout_stops_the_worker_with_one_line(
         wait_until_mid_study(url, [worker])
         own_postgres.stop()
         stopped = time.monotonic()
-        out, err = worker.communicate(timeout=120)
+        _, err = worker.communicate(timeout=120)
         waited = time.monotonic() - stopped
     finally:
         if worker.poll() is None:
@@ -131,7 +131,7 @@ class Lines(logging.Handler):
 def test_readers_wait_for_the_server_and_say_so_once(own_postgres: OwnPostgres) -> None:
     """What status and the dashboard read through: the same storage, riding out the same outage."""
     handler = Lines()
-    logging.getLogger("aiq_search.outage").addHandler(handler)
+    logging.getLogger("aiq_search.study._outage").addHandler(handler)
     lines = handler.lines
     restart = threading.Timer(3.0, own_postgres.start)
     try:
@@ -151,4 +151,4 @@ def test_readers_wait_for_the_server_and_say_so_once(own_postgres: OwnPostgres) 
             TrialState.COMPLETE]
     finally:
         restart.join()
-        logging.getLogger("aiq_search.outage").removeHandler(handler)
+        logging.getLogger("aiq_search.study._outage").removeHandler(handler)

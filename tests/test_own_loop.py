@@ -1,5 +1,5 @@
 """Your own training loop: a user's Optuna objective (plain PyTorch or Lightning) scored and recorded through
-aiq_search.own_loop, so status, plot, the dashboard figure and export work on its study as on any other.
+aiq_search.integration._own_loop, so status, plot, the dashboard figure and export work on its study as on any other.
 
 The examples run as a user runs them (a script in a subprocess, in an empty folder); the readers then run
 through the CLI's entry point."""
@@ -19,13 +19,13 @@ import torch
 from optuna.trial import TrialState
 
 from aiq_search.cli import main
-from aiq_search.dashboard import publish_figures
 from aiq_search.errors import AiqSearchError, ConfigError, DataError
-from aiq_search.export import evaluate, export_trials
+from aiq_search.export import export_trials, verify_export
 from aiq_search.families import build_model
-from aiq_search.settings import MetricsConfig
-from aiq_search.own_loop import AiqTrial, load_study_data, prepare_study
-from aiq_search.results import study_settings
+from aiq_search.integration import AiqTrial, load_study_data, prepare_study
+from aiq_search.metrics import MetricsConfig
+from aiq_search.readers import publish_figures
+from aiq_search.study import study_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "own_loop"
@@ -287,7 +287,7 @@ def test_own_data_sets_export_but_cannot_be_evaluated_by_aiq_search(tmp_path: Pa
     (folder,) = export_trials(study, tmp_path / "out", which="top", k=1)  # the family spec: both trials tie
     assert json.loads((folder / "input.json").read_text(encoding="utf-8"))["mean"] == [4.9]
     with pytest.raises(DataError, match="unknown data set 'my-digits'"):
-        evaluate(folder)
+        verify_export(folder)
     free = study.trials[1]
     with pytest.raises(AiqSearchError, match="trial 1 cannot be exported: .*architecture.json: an architecture "
                                              "spec needs a 'family' key"):
@@ -301,9 +301,9 @@ def test_own_data_sets_export_but_cannot_be_evaluated_by_aiq_search(tmp_path: Pa
 def _fit(aiq: AiqTrial, data, *, epochs: int):
     """Train the trial's network with the Lightning example's module, scored by an AiqCallback."""
     import lightning
-
-    from aiq_search.lightning import AiqCallback
     from train_lightning import Classifier, loader
+
+    from aiq_search.integration import AiqCallback
 
     callback = AiqCallback(aiq)
     trainer = lightning.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, callbacks=[callback], logger=False,
@@ -334,8 +334,9 @@ def test_lightning_callback_prunes_in_the_validation_loop(tmp_path: Path, exampl
 @pytest.mark.slow
 @NEEDS_LIGHTNING
 def test_lightning_callback_measures_what_aiq_search_measures(tmp_path: Path, example_path: None) -> None:
-    from aiq_search.training import evaluate as measure
     from train_lightning import loader
+
+    from aiq_search.training import evaluate as measure
 
     study = _study(tmp_path)
     prepare_study(study, artifacts=tmp_path / "artifacts", dataset="digits", metrics=MetricsConfig(alpha=2.0))

@@ -17,10 +17,10 @@ import plotly.offline
 import pytest
 from optuna.trial import TrialState
 
-from aiq_search import plots, report
+from aiq_search import readers
 from aiq_search.cli import main
 from aiq_search.errors import StorageError
-from aiq_search.results import describe_trial
+from aiq_search.study import describe_trial
 
 
 def _figures_in(page: str) -> list[dict[str, Any]]:
@@ -55,7 +55,7 @@ def test_report_holds_every_complete_trial_and_the_front(recorded_study, tmp_pat
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 25 and len(study.trials) == 27  # a pruned and a failed one are there too
 
-    page = report.write_report(study, tmp_path / "report.html").read_text(encoding="utf-8")
+    page = readers.write_report(study, tmp_path / "report.html").read_text(encoding="utf-8")
     pareto, efficiency, layers, history = _figures_in(page)
 
     trials_trace, front_trace, *marked = pareto["data"]
@@ -76,7 +76,7 @@ def test_report_holds_every_complete_trial_and_the_front(recorded_study, tmp_pat
     low, high = (10**end for end in axis["range"])
     assert low < min(counts) and max(counts) < high
     assert len(axis["tickvals"]) >= 4 and all(low <= v <= high for v in axis["tickvals"])
-    assert axis["ticktext"] == [plots.count_label(v) for v in axis["tickvals"]]
+    assert axis["ticktext"] == [readers.count_label(v) for v in axis["tickvals"]]
     widths = "-".join(map(str, complete[0].user_attrs["architecture"]["widths"]))
     assert trials_trace["customdata"][0][5] == f"lenet300 {widths}"  # the architecture, on hover
 
@@ -92,7 +92,7 @@ def test_report_holds_every_complete_trial_and_the_front(recorded_study, tmp_pat
 
 
 def test_report_embeds_plotly_and_loads_nothing_from_the_network(recorded_study, tmp_path: Path) -> None:
-    page = report.write_report(recorded_study(3), tmp_path / "report.html").read_text(encoding="utf-8")
+    page = readers.write_report(recorded_study(3), tmp_path / "report.html").read_text(encoding="utf-8")
     assert plotly.offline.get_plotlyjs() in page
     assert page.count(plotly.offline.get_plotlyjs()) == 1  # once, not once per figure
     assert not re.search(r"<script[^>]*\bsrc\s*=", page)
@@ -111,7 +111,7 @@ def test_plot_command_writes_the_report(recorded_study, tmp_path: Path) -> None:
 def test_a_study_without_complete_trials_is_a_clear_error(recorded_study, tmp_path: Path) -> None:
     study = recorded_study(0)
     with pytest.raises(StorageError, match="no COMPLETE trial yet.*1 fail, 1 pruned"):
-        report.write_report(study, tmp_path / "report.html")
+        readers.write_report(study, tmp_path / "report.html")
     assert not (tmp_path / "report.html").exists()
 
 
@@ -119,20 +119,20 @@ def test_a_study_aiq_search_did_not_make_is_refused(recorded_study, tmp_path: Pa
     study = recorded_study(2)
     study.set_user_attr("aiq_search", None)
     with pytest.raises(StorageError, match="not created by this version of aiq-search"):
-        report.write_report(study, tmp_path / "report.html")
+        readers.write_report(study, tmp_path / "report.html")
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     assert main(["plot", "nope", "--storage", storage, "--out", str(tmp_path / "r.html")]) == 2
     assert "no study named 'nope'" in capsys.readouterr().err
 
 
 def test_the_parameter_axis_is_labelled_in_full_round_numbers() -> None:
-    labels = [plots.count_label(n) for n in (500, 1_000, 2_500, 10_000, 200_000, 1_000_000, 1_500_000)]
+    labels = [readers.count_label(n) for n in (500, 1_000, 2_500, 10_000, 200_000, 1_000_000, 1_500_000)]
     assert labels == ["500", "1k", "2.5k", "10k", "200k", "1M", "1.5M"]
-    assert plots.count_ticks(2_500, 200_000) == [5_000, 10_000, 20_000, 50_000, 100_000, 200_000]
-    assert plots.count_ticks(800, 12_000) == [1_000, 2_000, 5_000, 10_000]
-    assert plots.count_ticks(1_200, 4_000) == [1_500, 2_000, 3_000, 4_000]  # narrow: denser steps
+    assert readers.count_ticks(2_500, 200_000) == [5_000, 10_000, 20_000, 50_000, 100_000, 200_000]
+    assert readers.count_ticks(800, 12_000) == [1_000, 2_000, 5_000, 10_000]
+    assert readers.count_ticks(1_200, 4_000) == [1_500, 2_000, 3_000, 4_000]  # narrow: denser steps
     for low in (1_010, 47, 123_456):  # narrower than any step (the figure's range spans at least ×1.56)
-        ticks = plots.count_ticks(low, low * 1.5625)
+        ticks = readers.count_ticks(low, low * 1.5625)
         assert len(ticks) >= 2 and all(low <= v <= low * 1.5625 for v in ticks), (low, ticks)
         assert all(len(f"{v:g}".strip("0").replace(".", "")) <= 2 for v in ticks)
 
@@ -140,7 +140,7 @@ def test_the_parameter_axis_is_labelled_in_full_round_numbers() -> None:
 def test_the_report_tables_the_top_trials_by_aiq(recorded_study, tmp_path: Path) -> None:
     study = recorded_study(14)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    page = report.write_report(study, tmp_path / "report.html", top=6).read_text(encoding="utf-8")
+    page = readers.write_report(study, tmp_path / "report.html", top=6).read_text(encoding="utf-8")
     assert "Top 6 of 14 complete trials by aIQ" in page
     table = page[page.index("<thead><tr><th class=num>rank"):]
     rows = [[html.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
@@ -164,7 +164,7 @@ def test_the_report_tables_the_top_trials_by_aiq(recorded_study, tmp_path: Path)
 def test_making_the_report_imports_neither_torch_nor_scikit_learn(recorded_study, tmp_path: Path) -> None:
     """``aiq-search plot`` starts in about a second: torch and scikit-learn would take several."""
     recorded_study(3, name="light")
-    script = ("import sys; from aiq_search.cli import main; import aiq_search.dashboard; "
+    script = ("import sys; from aiq_search.cli import main; import aiq_search.readers._dashboard; "
               f"assert main(['plot', 'light', '--storage', 'sqlite:///{tmp_path / 'study.db'}', "
               f"'--out', '{tmp_path / 'r.html'}']) == 0; "
               "print(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules))")

@@ -15,11 +15,10 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from aiq_search.cli import main
-from aiq_search.results import fail_reason
-from aiq_search.status import study_status
-from aiq_search.storage import STALE_REASON
-from aiq_search.worker import run_study
+from aiq_search.readers import study_status
+from aiq_search.study import STALE_REASON, fail_reason
 from aiq_search.studyfile import load_study_file
+from aiq_search.worker import run_study
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -21,13 +21,11 @@ from optuna.artifacts import download_artifact
 from optuna.trial import FrozenTrial, TrialState
 from safetensors.torch import load_file
 
-from aiq_search.artifacts import open_artifact_store
 from aiq_search.errors import ConfigError
 from aiq_search.families import build_model
-from aiq_search.ray_launch import check_cluster, progress_line, worker_config
-from aiq_search.results import fail_reason, study_settings
-from aiq_search.status import TrialRow
-from aiq_search.storage import STALE_REASON
+from aiq_search.launch import check_cluster, progress_line, worker_config
+from aiq_search.readers import TrialRow
+from aiq_search.study import STALE_REASON, fail_reason, open_artifact_store, study_settings
 from aiq_search.studyfile import load_study_file
 
 if TYPE_CHECKING:
@@ -84,7 +82,7 @@ def _worker_processes() -> list[psutil.Process]:
     import psutil
 
     return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"]
-            and p.info["cmdline"][1:3] == ["-m", "aiq_search.ray_worker"]]
+            and p.info["cmdline"][1:3] == ["-m", "aiq_search.launch._ray_worker"]]
 
 
 def _count(trials: list[FrozenTrial], state: TrialState) -> int:
@@ -220,7 +218,7 @@ def test_without_ray_launch_says_how_to_install_it(write_study: Callable[..., Pa
     result = subprocess.run([sys.executable, "-c", hide_ray], capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 2
-    assert result.stderr == ("aiq-search: error: --ray needs Ray, which is not installed: "
+    assert result.stderr == ("aiq-search: error: launching on Ray needs Ray, which is not installed: "
                              "pip install 'aiq-search[ray]'\n")
 
 
@@ -265,7 +263,7 @@ def test_worker_config_makes_paths_absolute_and_takes_the_reserved_device(
     on_cpu = worker_config(config, cpus_per_worker=0.5, gpus_per_worker=0)
     assert (on_cpu.training.device, on_cpu.training.threads) == ("cpu", 1)
     s3 = write_study("s3.toml", study={"artifacts": "s3://bucket/prefix"}, training={"device": "cuda:1"})
-    with pytest.raises(ConfigError, match="trains on cuda:1: give --gpus-per-worker"):
+    with pytest.raises(ConfigError, match="trains on cuda:1: give each worker a GPU"):
         worker_config(load_study_file(s3), cpus_per_worker=1, gpus_per_worker=0)
     assert worker_config(load_study_file(s3), cpus_per_worker=1, gpus_per_worker=1).study.artifacts == \
         "s3://bucket/prefix"

@@ -16,9 +16,9 @@ from optuna.trial import TrialState
 
 from aiq_search.cli import main
 from aiq_search.reproduction import compare
-from aiq_search.reproduction.findings import first_reaching, paired, trial_epochs
-from aiq_search.reproduction.replay import expected_random_trials, replay_tpe
-from aiq_search.reproduction.summaries import grid_size, shape_key
+from aiq_search.reproduction._findings import first_reaching, paired, trial_epochs
+from aiq_search.reproduction._replay import expected_random_trials, replay_tpe
+from aiq_search.reproduction._summaries import grid_size, shape_key
 from aiq_search.studyfile import load_study_file
 from aiq_search.worker import run_study
 
@@ -112,7 +112,8 @@ def test_report_holds_every_section_with_the_studies_numbers(studies: Path, monk
     diffs = [t.user_attrs["network_efficiency"] - base[t.user_attrs["summary"].split(",")[0]].user_attrs[
         "network_efficiency"] for t in dropout]
     up = sum(d > 0 for d in diffs)
-    assert f"| 2. lenet300: dropout 0.3 raises efficiency | yes | up in {up} of 4 networks, mean {sum(diffs) / 4:+.4f} |" in text
+    mean = sum(diffs) / 4
+    assert f"| 2. lenet300: dropout 0.3 raises efficiency | yes | up in {up} of 4 networks, mean {mean:+.4f} |" in text
     assert "| 2. lenet300: batch norm raises efficiency | yes | up in " in text and " of 2 networks" in text
 
     noisy = _complete(studies / "studies/noisy.toml")
@@ -120,8 +121,9 @@ def test_report_holds_every_section_with_the_studies_numbers(studies: Path, monk
     assert f"| 3. lenet300: test accuracy with 0.5 of training labels random | not given | " \
            f"{100 * best_noisy.user_attrs['test_accuracy']:.2f}% (" in text
     for t in noisy:
-        assert f"| {t.user_attrs['summary'].split(',')[0]} | 0.5 | {100 * t.user_attrs['test_accuracy']:.2f}% | " \
-               f"{t.user_attrs['network_efficiency']:.4f} | {t.user_attrs['aiq']:.4f} | {t.user_attrs['epochs']} |" in text
+        a = t.user_attrs
+        assert f"| {a['summary'].split(',')[0]} | 0.5 | {100 * a['test_accuracy']:.2f}% | " \
+               f"{a['network_efficiency']:.4f} | {a['aiq']:.4f} | {a['epochs']} |" in text
 
     tpe = sorted(_complete(studies / "studies/tpe.toml"), key=lambda t: t.number)
     target = 0.98 * best.user_attrs["aiq"]
@@ -160,7 +162,8 @@ def test_report_rebuilds_from_the_committed_summaries_alone(studies: Path, monke
     monkeypatch.chdir(copy)  # no runs/ here: every study is read from its summary
     again = compare(files, "docs/again.md", seeds=2)
     assert again.missing == []
-    assert (copy / "docs/again.md").read_text(encoding="utf-8") == (studies / "docs/again.md").read_text(encoding="utf-8")
+    again_text = (studies / "docs/again.md").read_text(encoding="utf-8")
+    assert (copy / "docs/again.md").read_text(encoding="utf-8") == again_text
 
 
 def test_a_study_that_has_not_run_is_listed_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,9 +14,9 @@ from torch import nn
 
 from aiq_search.families import SpecError, build_model, count_parameters, describe_spec, get_family
 from aiq_search.metrics import EfficiencyProbe
-from aiq_search.results import complete_trials
-from aiq_search.worker import run_study
+from aiq_search.study import complete_trials
 from aiq_search.studyfile import load_study_file
+from aiq_search.worker import run_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 

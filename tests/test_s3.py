@@ -21,10 +21,10 @@ import pytest
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
-from aiq_search.artifacts import open_artifact_store, resolve_location
 from aiq_search.cli import main
 from aiq_search.errors import ConfigError, StorageError
-from aiq_search.export import evaluate
+from aiq_search.export import verify_export
+from aiq_search.study import open_artifact_store, resolve_location
 
 boto3 = pytest.importorskip("boto3", reason="the s3 extra is not installed (pip install 'aiq-search[s3]')")
 
@@ -55,8 +55,8 @@ class S3Server:
 
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[S3Server]:
-    """moto's S3 server (``moto_server``) as its own process, with one IAM user allowed s3:*, the bucket, and from then on every
-    request's signature checked (so wrong credentials are refused as a real server refuses them)."""
+    """moto's S3 server (``moto_server``) as its own process, with one IAM user allowed s3:*, the bucket, and
+    from then on every request's signature checked (so wrong credentials are refused as a real server refuses them)."""
     pytest.importorskip("moto.server", reason="moto's server is not installed (pip install 'moto[server]')")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -162,7 +162,7 @@ def test_study_export_evaluate_and_dashboard_read_weights_from_s3(
         folder = out / f"trial-{trial.number:04d}"
         weights = (folder / "weights.safetensors").read_bytes()
         assert weights == stored[f"studies/tiny/{trial.user_attrs['weights_artifact_id']}"]
-        assert evaluate(folder)["equal"]
+        assert verify_export(folder).equal
     capsys.readouterr()
     assert main(["evaluate", str(out / f"trial-{done[0].number:04d}")]) == 0
     assert capsys.readouterr().out.rstrip().endswith("all equal")

@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 
 from aiq_search.cli import main
 from aiq_search.errors import StorageError
-from aiq_search.places import Places, Surplus, count_states
-from aiq_search.storage import open_storage, redact
+from aiq_search.study import count_states, open_storage, redact
+from aiq_search.worker import Places, Surplus
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,7 +30,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_open_storage_is_optunas_own(url: str) -> None:
     storage = open_storage(url, heartbeat_interval=5, grace_period=20)
-    assert isinstance(storage, optuna.storages.RDBStorage)  # riding out outages (aiq_search.outage)
+    assert isinstance(storage, optuna.storages.RDBStorage)  # riding out outages (aiq_search.study._outage)
     assert storage.get_heartbeat_interval() == 5
 
 
@@ -80,10 +80,9 @@ def test_counts_agree_with_optunas_reads(url: str) -> None:
         study.tell(trial, 1.0 if state == TrialState.COMPLETE else None, state=state)
     study.ask()
     study.enqueue_trial({})
-    assert count_states(study) == Counter({TrialState.COMPLETE: 2, TrialState.FAIL: 1, TrialState.PRUNED: 1,
-                                           TrialState.RUNNING: 1, TrialState.WAITING: 1})
-    assert count_states(study, below_number=3) == Counter({TrialState.COMPLETE: 1, TrialState.FAIL: 1,
-                                                          TrialState.PRUNED: 1})
+    trials = study.get_trials(deepcopy=False)
+    assert count_states(trials) == Counter({"COMPLETE": 2, "FAIL": 1, "PRUNED": 1, "RUNNING": 1, "WAITING": 1})
+    assert count_states(t for t in trials if t.number < 3) == Counter({"COMPLETE": 1, "FAIL": 1, "PRUNED": 1})
 
 
 @pytest.mark.parametrize("first_ends", [TrialState.COMPLETE, TrialState.FAIL])
@@ -113,7 +112,7 @@ def test_a_raced_trial_waits_for_its_place(tmp_path: Path, first_ends: TrialStat
 
 def test_a_trial_that_cannot_fill_the_study_does_not_read_it() -> None:
     places = Places(None, 1, deadline=None, poll_s=0.01)  # type: ignore[arg-type]  # any read would raise
-    places.seen = Counter({TrialState.FAIL: 3})
+    places.seen = Counter({"FAIL": 3})
 
     class Trial:  # number 3: three FAIL trials below it, so none below can fill a study of 1
         number = 3

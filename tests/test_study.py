@@ -16,14 +16,14 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from safetensors.torch import load_file
 
-from aiq_search.families import build_model
 from aiq_search.cli import main
 from aiq_search.data import load_dataset
 from aiq_search.errors import AiqSearchError, ConfigError, StorageError
-from aiq_search.status import study_status
-from aiq_search.worker import run_study
+from aiq_search.families import build_model
+from aiq_search.readers import study_status
 from aiq_search.studyfile import load_study_file
 from aiq_search.training import evaluate
+from aiq_search.worker import run_study
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
@@ -142,7 +142,7 @@ def test_a_trial_failed_as_dead_by_another_worker_does_not_stop_this_one(
         write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker whose heartbeats stopped reaching the storage (a long outage) finds its trial failed by
     another worker when it reports back: it goes on with the next trial instead of crashing."""
-    import aiq_search.objective as study_module
+    import aiq_search.worker._objective as study_module
 
     path = write_study(study={"n_trials": 2})
     config = load_study_file(path)

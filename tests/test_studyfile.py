@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aiq_search.families import Choice
 from aiq_search.errors import ConfigError
+from aiq_search.families import Choice
 from aiq_search.studyfile import load_study_file
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
@@ -50,8 +50,8 @@ def test_default_storage_and_artifacts_are_named_after_the_study(write_study: Ca
 def test_narrowing_reaches_the_family_space(write_study: Callable[..., Path]) -> None:
     space = load_study_file(write_study()).search.space()
     assert space["n_layers"] == 1
-    assert space["width"] == Choice("int", 4, 16, log=True)
-    assert space["batch_norm"] == Choice("categorical", choices=(False,))
+    assert space["width"] == Choice.int(4, 16, log=True)
+    assert space["batch_norm"] == Choice.categorical((False,))
 
 
 def test_command_line_overrides_are_validated(write_study: Callable[..., Path]) -> None:

@@ -17,8 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from aiq_search.cli import main
 from aiq_search.errors import ConfigError
-from aiq_search.studyfile import load_study_file
 from aiq_search.launch import WorkerPlan, plan_workers
+from aiq_search.studyfile import load_study_file
 
 
 def cli(*args: str) -> list[str]:
@@ -34,7 +34,7 @@ def test_plan_spreads_devices_round_robin_and_divides_threads() -> None:
     assert plan_workers(3, ["cuda:0", "cuda:1"], 16) == [
         WorkerPlan(0, "cuda:0", 5), WorkerPlan(1, "cuda:1", 5), WorkerPlan(2, "cuda:0", 5)]
     assert plan_workers(4, ["cpu"], 2) == [WorkerPlan(i, "cpu", 1) for i in range(4)]
-    with pytest.raises(ConfigError, match="--workers must be at least 1"):
+    with pytest.raises(ConfigError, match="workers must be at least 1"):
         plan_workers(0, ["cpu"], 2)
 
 
@@ -54,7 +54,7 @@ def test_two_workers_share_an_sqlite_study(write_study: Callable[..., Path],
     assert len(done) == 8  # the study's count, not each worker's
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # a FAIL only from a race for the study's last place: both workers started a trial for it at once and the
-    # higher-numbered one gave itself up when the other completed (aiq_search.places; seen under load)
+    # higher-numbered one gave itself up when the other completed (aiq_search.worker._quota; seen under load)
     assert all(t.user_attrs["fail_reason"].startswith("not needed: ")
                for t in trials if t.state == TrialState.FAIL), [t.user_attrs for t in trials]
     for trial in done:

@@ -10,9 +10,9 @@ Built-ins: mnist, fashion-mnist, kmnist (IDX files), cifar10, cifar100 (pickled 
 (scikit-learn), image-folder (class subfolders of images), arrays (.npz / .pt).
 """
 
-# the built-ins register themselves, in this order (the order of `dataset_names`)
-from aiq_search.data import idx, cifar, digits, images, arrays  # noqa: F401, I001
-from aiq_search.data.core import (
+# the built-ins register themselves, in this order (the order of `list_datasets`)
+from aiq_search.data import _idx, _cifar, _digits, _images, _arrays  # noqa: F401, I001
+from aiq_search.data._core import (
     SPLITS,
     TEST_SIZE,
     DataSplits,
@@ -22,20 +22,35 @@ from aiq_search.data.core import (
     default_data_dir,
     split_test,
 )
-from aiq_search.data.loading import load_dataset, make_splits
-from aiq_search.data.registry import (
+from aiq_search.data._loading import load_dataset, make_splits
+from aiq_search.data._registry import (
     DATASETS,
     ENTRY_POINT_GROUP,
     DataPath,
     Dataset,
     OptionError,
-    dataset_names,
+    list_datasets,
     register_dataset,
-    resolve_dataset,
+    get_dataset,
 )
 
 __all__ = [
-    "DATASETS", "ENTRY_POINT_GROUP", "SPLITS", "TEST_SIZE", "DataPath", "DataSplits", "Dataset", "OptionError",
-    "RawData", "check_fingerprint", "check_fits", "dataset_names", "default_data_dir", "load_dataset",
-    "make_splits", "register_dataset", "resolve_dataset", "split_test",
+    "DATASETS",
+    "ENTRY_POINT_GROUP",
+    "SPLITS",
+    "TEST_SIZE",
+    "DataPath",
+    "DataSplits",
+    "Dataset",
+    "OptionError",
+    "RawData",
+    "check_fingerprint",
+    "check_fits",
+    "default_data_dir",
+    "get_dataset",
+    "list_datasets",
+    "load_dataset",
+    "make_splits",
+    "register_dataset",
+    "split_test",
 ]

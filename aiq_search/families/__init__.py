@@ -11,13 +11,13 @@ A study file narrows or fixes a family's choices through `Family.narrow`; `Famil
 (narrowed) space into a spec with Optuna's ``suggest_*``.
 """
 
-from aiq_search.families.base import Family, Space, SpecError
-from aiq_search.families.choice import Choice
-from aiq_search.families.models import build_model, check_spec, count_parameters, describe_spec
-from aiq_search.families.registry import ENTRY_POINT_GROUP, get_family, known_families, register_family
+from aiq_search.families._base import Family, Space, SpecError
+from aiq_search.families._choice import Choice
+from aiq_search.families._models import build_model, check_spec, count_parameters, describe_spec
+from aiq_search.families._registry import ENTRY_POINT_GROUP, get_family, list_families, register_family
 
 # the built-in families register themselves on import
-from aiq_search.families import lenet, resnet  # noqa: F401  isort: skip
+from aiq_search.families import _lenet, _resnet  # noqa: F401  isort: skip
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -30,6 +30,6 @@ __all__ = [
     "count_parameters",
     "describe_spec",
     "get_family",
-    "known_families",
+    "list_families",
     "register_family",
 ]

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiq_search.errors import AiqSearchError
-from aiq_search.reproduction.findings import Findings, find
-from aiq_search.reproduction.markdown import render
-from aiq_search.reproduction.summaries import summary_for
+from aiq_search.reproduction._findings import Findings, find
+from aiq_search.reproduction._markdown import render
+from aiq_search.reproduction._summaries import summary_for
 from aiq_search.studyfile import load_study_section
 
 __all__ = ["CompareResult", "compare"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_wine
 
-from aiq_search.data import RawData
+from aiq_search import RawData
 
 
 def load(*, features: int = 13) -> RawData:

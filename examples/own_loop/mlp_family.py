@@ -16,16 +16,16 @@ from typing import Any
 
 from torch import nn
 
-from aiq_search.families import Choice, Family
+from aiq_search import Choice, Family
 
 
 class MLP(Family):
     """1 or 2 hidden layers of 4 to 256 units each (``width_0``, ``width_1``), and a dropout rate."""
 
     space = {
-        "n_layers": Choice("int", 1, 2),
-        "width": Choice("int", 4, 256, log=True),
-        "dropout": Choice("float", 0.0, 0.5),
+        "n_layers": Choice.int(1, 2),
+        "width": Choice.int(4, 256, log=True),
+        "dropout": Choice.float(0.0, 0.5),
     }
     per_layer = {"widths": ("width", "n_layers")}  # spec key "widths": one width per layer
 

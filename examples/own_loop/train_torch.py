@@ -26,9 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from aiq_search.data import DataSplits
-from aiq_search.families import build_model
-from aiq_search.own_loop import AiqTrial, load_study_data, prepare_study
+from aiq_search import AiqTrial, DataSplits, build_model, load_study_data, prepare_study
 
 FAMILY = "mlp_family:mlp"  # module mlp_family (next to this file), attribute mlp
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from aiq_search.families import Choice, Family
+from aiq_search import Choice, Family
 
 
 class TinyConvNet(Family):
@@ -24,11 +24,11 @@ class TinyConvNet(Family):
     restrict it (``kernel = [3]``), or fix it per layer (``channels_0 = 8``)."""
 
     space = {
-        "n_convs": Choice("int", 1, 3),
-        "channels": Choice("int", 2, 64, log=True),
-        "kernel": Choice("categorical", choices=(3, 5)),
-        "batch_norm": Choice("categorical", choices=(False, True)),
-        "dropout": Choice("float", 0.0, 0.5),
+        "n_convs": Choice.int(1, 3),
+        "channels": Choice.int(2, 64, log=True),
+        "kernel": Choice.categorical((3, 5)),
+        "batch_norm": Choice.categorical((False, True)),
+        "dropout": Choice.float(0.0, 0.5),
     }
     # the spec key "channels" holds one value per convolution, as many as n_convs (trial params channels_0..)
     per_layer = {"channels": ("channels", "n_convs")}

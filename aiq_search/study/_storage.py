@@ -1,0 +1,148 @@
+"""Opening a study storage: Optuna's own `RDBStorage`, tuned for several workers, with one-line errors.
+
+SQLite gets WAL mode and a long busy timeout (several local workers and a dashboard share one file without
+"database is locked"); PostgreSQL gets a connect timeout and connection pre-ping. Every storage rides out
+an outage (a server restart, a failover) of up to its outage timeout (`aiq_search.study._outage`); one that cannot
+be reached when it is opened is a one-line error after a short retry. Heartbeats, when asked for, come with
+Optuna's retry of a dead worker's trial. Every reader and writer of studies opens them here, so they all
+behave alike. Readers open with ``create=False``, which never creates or migrates a schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+from optuna.exceptions import ExperimentalWarning, StorageInternalError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+from sqlalchemy.engine import make_url
+
+from aiq_search.errors import StorageError
+from aiq_search.study._outage import OUTAGE_TIMEOUT_S, RetryingStorage, first_line
+
+__all__ = ["STALE_REASON", "holds_optuna_storage", "open_storage", "redact"]
+
+# SQLite waits this long for another worker's write lock instead of failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 120
+POSTGRES_CONNECT_TIMEOUT_S = 10
+# A storage that refuses connections when it is opened is retried this long (a restart in progress), not
+# for the whole outage timeout: a wrong host or port is reported soon.
+OPEN_RETRY_S = 5.0
+# Why a trial failed when no reason was recorded with it: Optuna's heartbeat check failed it because its
+# worker stopped (killed, or cut off from the database for longer than the grace period).
+STALE_REASON = "its worker stopped sending heartbeats (killed or lost)"
+# Query parameters of a URL that carry credentials (libpq's and common driver spellings).
+_SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword", "token", "secret", "key", "auth")
+# The table every Optuna RDB storage has; a database without it holds no Optuna storage.
+_OPTUNA_TABLE = "studies"
+
+
+def redact(storage_url: str) -> str:
+    """The storage URL with every credential masked (user info's password and credential-bearing query
+    parameters), for messages and records. A URL that cannot be parsed is never echoed: only its scheme."""
+    try:
+        url = make_url(storage_url)
+        query = {k: ("***" if any(s in k.lower() for s in _SECRET_KEYS) else v) for k, v in url.query.items()}
+        return url.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    except (sqlalchemy.exc.ArgumentError, ValueError, TypeError):
+        scheme = str(storage_url).partition("://")[0] if "://" in str(storage_url) else "?"
+        return f"<unparseable {scheme[:20]} URL>"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL (None for in-memory or non-SQLite URLs)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _prepare_sqlite(path: Path) -> None:
+    """WAL lets workers read while one writes; the mode is stored in the file, so setting it once is enough."""
+    if path.exists() and not path.is_file():
+        raise StorageError(f"the SQLite study database {path} is not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.close()
+    except FileExistsError as exc:  # mkdir met a file where a folder should be
+        raise StorageError(f"cannot create the SQLite study database {path}: {exc.filename} is not a folder"
+                           ) from None
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise StorageError(f"cannot create or open the SQLite study database {path}: {reason}") from None
+
+
+class _RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a dead worker's trial (same params, queued WAITING for any worker); the retry
+    starts clean, without the dead attempt's partial records."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        clean = copy.deepcopy(trial)
+        clean.user_attrs = {}
+        super().__call__(study, clean)
+
+
+def holds_optuna_storage(url: str, engine_kwargs: dict[str, Any]) -> bool:
+    """Whether the database has Optuna's tables, asked without creating anything."""
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        return _OPTUNA_TABLE in sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                 max_retry: int = 3, create: bool = True,
+                 outage_timeout: float = OUTAGE_TIMEOUT_S) -> RetryingStorage:
+    """Optuna's `RDBStorage` for ``url``, tuned for several workers, with heartbeats when an interval is given,
+    riding out outages of up to ``outage_timeout`` seconds.
+
+    ``create=False`` (readers, joining workers) refuses an SQLite file that does not exist and a database
+    without Optuna's tables, and never creates or migrates a schema. A storage that cannot be reached is a
+    one-line `StorageError` naming the URL (credentials masked) and the cause.
+    """
+    try:
+        sqlite_file = _sqlite_file(url)
+        backend = make_url(url).get_backend_name()
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        raise StorageError(f"not a storage URL: {redact(url)} ({type(exc).__name__})") from None
+    engine_kwargs: dict[str, Any]
+    if sqlite_file is not None:
+        if create:
+            _prepare_sqlite(sqlite_file)
+        elif not sqlite_file.is_file():  # SQLAlchemy would silently create an empty database
+            raise StorageError(f"no SQLite study database at {sqlite_file}")
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    elif backend == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    deadline = time.monotonic() + OPEN_RETRY_S
+    while True:
+        try:
+            if not create and not holds_optuna_storage(url, engine_kwargs):
+                raise StorageError(f"{redact(url)} holds no Optuna storage (no study was ever created there)")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are experimental in Optuna
+                heartbeat: dict[str, Any] = {}
+                if heartbeat_interval is not None:
+                    heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+                                 "heartbeat_stale_trial_callback": _RetryStaleTrial(max_retry=max_retry)}
+                return RetryingStorage(url, where=redact(url), outage_timeout=outage_timeout,
+                                       engine_kwargs=engine_kwargs, skip_table_creation=not create, **heartbeat)
+        except (sqlalchemy.exc.SQLAlchemyError, StorageInternalError, ImportError, RuntimeError) as exc:
+            refused = isinstance(exc, sqlalchemy.exc.OperationalError) or isinstance(
+                exc.__cause__, sqlalchemy.exc.OperationalError)  # or a restart in progress: a short retry
+            if not refused or time.monotonic() >= deadline:
+                raise StorageError(f"cannot open the storage {redact(url)}: {first_line(exc)}") from None
+            time.sleep(0.5)
