@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 from torch.nn import functional as F
 

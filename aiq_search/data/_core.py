@@ -88,7 +88,9 @@ class DataSplits:
         moving = sum(t.nbytes for t in tensors.values() if not _same_device(t.device, device))
         if moving:
             check_fits(moving, device, what=f"data set {self.name!r}")
-        return dataclasses.replace(self, **{k: t.to(device) for k, t in tensors.items()})
+        # Any: `replace` checks each keyword against its own field's type, and these are the tensor fields
+        moved: dict[str, Any] = {k: t.to(device) for k, t in tensors.items()}
+        return dataclasses.replace(self, **moved)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` of "train", "validation" or "test"."""
@@ -154,7 +156,7 @@ def fingerprint(*arrays: np.ndarray) -> str:
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape};".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.data.cast("B"))  # the array's buffer, as memoryview(array) gives it
     return digest.hexdigest()
 
 

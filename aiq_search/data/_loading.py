@@ -102,6 +102,7 @@ def make_splits(name: str, raw: RawData, *, options: Mapping[str, Any] | None = 
     train_x = x_pool[train_idx]
     mean, std = _channel_stats(train_x)
     shift, scale = (mean, std) if normalize else (torch.zeros_like(mean), torch.ones_like(std))
+    _, channels, height, width = x_pool.shape  # `_inputs` made it (N, C, H, W)
     return DataSplits(
         name=name,
         train_x=_normalize(train_x, shift, scale),
@@ -111,7 +112,7 @@ def make_splits(name: str, raw: RawData, *, options: Mapping[str, Any] | None = 
         test_x=_normalize(x_test, shift, scale),
         test_y=torch.from_numpy(y_test),
         num_classes=num_classes,
-        input_shape=tuple(int(d) for d in x_pool.shape[1:]),
+        input_shape=(int(channels), int(height), int(width)),
         mean=tuple(mean.tolist()),
         std=tuple(std.tolist()),
         randomized=torch.from_numpy(randomized.astype(np.int64)),

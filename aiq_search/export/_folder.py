@@ -251,6 +251,9 @@ class Normalize(nn.Module):
     """(x - mean) / std per channel in float32, as load_dataset normalizes: the same bits reach the network.
     The statistics are buffers outside the state dict, so the network's weights file stays its own."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)

@@ -110,7 +110,7 @@ class LeNet5(Family):
         padding, last_kernel = lenet5_geometry(height, width)
         act = {"elu": nn.ELU, "relu": nn.ReLU}[spec["activation"]]
         layers: list[tuple[str, nn.Module]] = []
-        shapes = [(5, padding), (5, padding), (last_kernel, 0)]
+        shapes: list[tuple[int | tuple[int, int], int]] = [(5, padding), (5, padding), (last_kernel, 0)]
         for i, (out_channels, (kernel, pad)) in enumerate(zip(spec["channels"], shapes, strict=True), start=1):
             norm = nn.BatchNorm2d(out_channels) if spec["batch_norm"] else None
             conv = nn.Conv2d(in_channels, out_channels, kernel, padding=pad)

@@ -49,7 +49,8 @@ def build_model(spec: Mapping[str, Any], *, seed: int | None = None) -> nn.Modul
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = _build(family, checked)
-    model.spec = checked
+    # torch annotates Module.__setattr__ for tensors and modules only; it stores any other value as it is
+    model.spec = checked  # type: ignore[assignment]
     return model
 
 
@@ -68,8 +69,11 @@ def count_parameters(model: nn.Module) -> int:
 def describe_spec(spec: Mapping[str, Any]) -> str:
     """One short line for tables and hover text, written by the spec's family; a family this process
     cannot import still gets a generic line, so a plot never fails over it."""
+    reference = spec.get("family")
+    if not isinstance(reference, str):  # `get_family` refuses it as a ConfigError
+        return generic_description(spec)
     try:
-        family = get_family(spec.get("family"))
+        family = get_family(reference)
     except ConfigError:
         return generic_description(spec)
     return family.describe(spec)

@@ -48,7 +48,8 @@ class BasicBlock(nn.Module):
         self.bn2 = _norm(out_channels, batch_norm)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            projection = [("conv", _conv(in_channels, out_channels, 1, stride, batch_norm))]
+            projection: list[tuple[str, nn.Module]] = [
+                ("conv", _conv(in_channels, out_channels, 1, stride, batch_norm))]
             if batch_norm:
                 projection.append(("bn", nn.BatchNorm2d(out_channels)))
             self.shortcut = nn.Sequential(OrderedDict(projection))
@@ -80,7 +81,7 @@ class ResNet(Family):
     def build(self, spec: dict[str, Any]) -> nn.Module:
         batch_norm, activation = spec["batch_norm"], ACTIVATIONS[spec["activation"]]
         in_channels = spec["stem_width"]
-        stem = [("conv", _conv(spec["input_shape"][0], in_channels, 3, 1, batch_norm))]
+        stem: list[tuple[str, nn.Module]] = [("conv", _conv(spec["input_shape"][0], in_channels, 3, 1, batch_norm))]
         if batch_norm:
             stem.append(("bn", nn.BatchNorm2d(in_channels)))
         stem.append(("act", activation()))

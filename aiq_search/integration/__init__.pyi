@@ -3,11 +3,7 @@ from ._lightning import (
 )
 from ._own_loop import (
     AiqTrial as AiqTrial,
-)
-from ._own_loop import (
     load_study_data as load_study_data,
-)
-from ._own_loop import (
     prepare_study as prepare_study,
 )
 

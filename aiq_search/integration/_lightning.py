@@ -154,8 +154,9 @@ class AiqCallback(Callback):
         given = {"validation": val_accuracy, "test": test_accuracy}
         accuracies: dict[str, float] = {}
         for split in EVAL_SPLITS:
-            if given[split] is not None and split != self.aiq.eval_split:
-                accuracies[split] = given[split]
+            value = given[split]
+            if value is not None and split != self.aiq.eval_split:
+                accuracies[split] = value
             elif split in self._fresh:
                 accuracies[split] = self.scores[split][0]
             else:

@@ -265,8 +265,9 @@ class AiqTrial:
         "test"), the weights the model holds now (those the numbers must come from) and ``epochs`` (default:
         the last reported). Returns what the objective returns: aIQ, or (accuracy, parameters) in Pareto
         mode."""
-        accuracies = {"validation": val_accuracy, "test": test_accuracy, self.eval_split: accuracy}
-        missing = [split for split, value in accuracies.items() if value is None]
+        given = {"validation": val_accuracy, "test": test_accuracy, self.eval_split: accuracy}
+        accuracies = {split: value for split, value in given.items() if value is not None}
+        missing = [split for split in given if split not in accuracies]
         if missing:
             argument = "val_accuracy" if missing[0] == "validation" else "test_accuracy"
             raise ConfigError(f"finish needs the {missing[0]} accuracy too ({argument}=...)")

@@ -161,7 +161,9 @@ class Readout:
         self._settle()
         for name, receivers in self._receivers.items():
             if len(receivers) == 1 and None not in receivers:
-                self.read_at[name] = next(iter(receivers))
+                receiver = next(iter(receivers))
+                assert receiver is not None  # the set's one element is not None
+                self.read_at[name] = receiver
                 self.counters[name] = self._at_norm[name]
         if self.drop_last_run and self._order:
             last = self._order[-1]

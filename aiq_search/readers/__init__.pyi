@@ -1,31 +1,15 @@
 from ._dashboard import (
     FIGURE_VERSION as FIGURE_VERSION,
-)
-from ._dashboard import (
     PARETO_FIGURE_ID as PARETO_FIGURE_ID,
-)
-from ._dashboard import (
     open_dashboard as open_dashboard,
-)
-from ._dashboard import (
     publish_figures as publish_figures,
-)
-from ._dashboard import (
     serve as serve,
-)
-from ._dashboard import (
     stored_figure as stored_figure,
 )
 from ._plots import (
     count_label as count_label,
-)
-from ._plots import (
     count_ticks as count_ticks,
-)
-from ._plots import (
     pareto_figure as pareto_figure,
-)
-from ._plots import (
     report_figures as report_figures,
 )
 from ._report import (
@@ -33,26 +17,14 @@ from ._report import (
 )
 from ._status import (
     StudyStatus as StudyStatus,
-)
-from ._status import (
     TrialRow as TrialRow,
-)
-from ._status import (
     best_rows as best_rows,
-)
-from ._status import (
     study_status as study_status,
 )
 from ._webapp import (
     OUTAGE_REASON as OUTAGE_REASON,
-)
-from ._webapp import (
     DashboardGuard as DashboardGuard,
-)
-from ._webapp import (
     DashboardServer as DashboardServer,
-)
-from ._webapp import (
     bind as bind,
 )
 

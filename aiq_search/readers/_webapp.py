@@ -218,14 +218,21 @@ class DashboardServer(ThreadingMixIn, WSGIServer):
         self.studies: list[str] = []  # the aiq-search studies whose figures were refreshed at startup
 
     @property
+    def _host(self) -> str:
+        host = self.server_address[0]
+        if not isinstance(host, str):  # an IPv4 or IPv6 socket's address is (host, port, ...) with a str host
+            raise TypeError(f"the dashboard server is bound to {self.server_address!r}, not an IP host and port")
+        return host
+
+    @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self._host, self.server_address[1]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/dashboard"
 
     @property
     def is_loopback(self) -> bool:
         """Whether only this machine can connect (bound to 127.0.0.0/8 or ::1)."""
-        return ipaddress.ip_address(self.server_address[0]).is_loopback
+        return ipaddress.ip_address(self._host).is_loopback
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a browser that went away is no error

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from aiq_search.reproduction._summaries import grid_size, shape_key
 
@@ -23,6 +23,15 @@ __all__ = ["Findings", "NoiseRow", "Pairing", "find", "first_reaching", "paired"
 
 Summary = dict[str, Any]
 Trial = dict[str, Any]
+
+
+class Epochs(TypedDict):
+    """What `trial_epochs` reads from a trial's history (None: the trial recorded no history)."""
+
+    min_efficiency: int | None
+    best_train: int | None
+    best_val: int | None
+    ran: int
 
 
 def _fixed(summary: Summary, key: str) -> Any:
@@ -86,7 +95,7 @@ def paired(variant: Summary, base: Summary, label: str) -> Pairing:
     return Pairing(variant, base, label, pairs)
 
 
-def trial_epochs(trial: Trial) -> dict[str, int | None]:
+def trial_epochs(trial: Trial) -> Epochs:
     """From a trial's history: the epoch of lowest efficiency (where it stops falling), of best training
     accuracy and of best validation accuracy (the weights kept), and how many epochs ran."""
     history = trial["history"]
@@ -106,7 +115,7 @@ class NoiseRow:
 
     noise: float
     trial: Trial
-    epochs: dict[str, int | None]
+    epochs: Epochs
 
 
 def first_reaching(values: list[float], target: float) -> int | None:
@@ -177,9 +186,10 @@ def find(summaries: list[Summary]) -> Findings:
         setup = _setup(s, with_search=False, with_noise=True)
         base = next((b for b in sorted(bases, key=lambda b: -len(b["trials"]))
                      if _setup(b, with_search=False, with_noise=True) == setup), None)
-        pairing = paired(s, base, label) if base is not None else None
-        if pairing is not None and pairing.pairs:
-            found.pairings.append(pairing)
+        if base is not None:
+            pairing = paired(s, base, label)
+            if pairing.pairs:
+                found.pairings.append(pairing)
     series: dict[str, list[Summary]] = {}
     for s in summaries:
         if _is_grid(s):
@@ -189,9 +199,9 @@ def find(summaries: list[Summary]) -> Findings:
         if _is_grid(s) or s["config"]["study"]["mode"] != "aiq":
             continue
         setup = _setup(s, with_search=True, with_noise=True)
-        grid = next((b for b in bases if _setup(b, with_search=True, with_noise=True) == setup), None)
-        if grid is not None:
-            found.searches.append((s, grid))
+        searched = next((b for b in bases if _setup(b, with_search=True, with_noise=True) == setup), None)
+        if searched is not None:
+            found.searches.append((s, searched))
     return found
 
 

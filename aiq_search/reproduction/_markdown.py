@@ -204,12 +204,13 @@ def _search(w: _Writer, f: Findings, headline: list[list[str]], seeds: int) -> N
         w.add(f"### {family}: {name(grid)}, {len(trials)} of {size} networks\n")
         w.add(f"Target: aIQ ≥ {target:.4f} ({TARGET:.0%} of {grid_best:.4f}); {good} of the grid's networks "
               "reach it.\n")
-        rows = [["TPE replay, median over seeds", median if median is not None else "not reached by every seed",
-                 pct(median / size) if median is not None else "",
-                 (f"reached by {len(reached)} of {seeds} seeds (range {min(reached, default=0)}–"
-                 f"{max(reached, default=0)}); within 10% of the grid by {within}")],
-                ["random order (expected, no repeats)", f"{random:.1f}", pct(random / size),
-                 "(size + 1) / (good + 1)"]]
+        rows: list[list[object]] = [
+            ["TPE replay, median over seeds", median if median is not None else "not reached by every seed",
+             pct(median / size) if median is not None else "",
+             (f"reached by {len(reached)} of {seeds} seeds (range {min(reached, default=0)}–"
+              f"{max(reached, default=0)}); within 10% of the grid by {within}")],
+            ["random order (expected, no repeats)", f"{random:.1f}", pct(random / size),
+             "(size + 1) / (good + 1)"]]
         real = []
         for search in (s for s, g in f.searches if g is grid):
             curve = f.search_curve(search)

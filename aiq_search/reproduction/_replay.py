@@ -70,5 +70,5 @@ def expected_random_trials(size: int, good: int) -> float:
 
 def median_reached(results: list[ReplayResult]) -> float | None:
     """The median trial at which the target was reached (None if any seed never reached it)."""
-    reached = [r.reached_at for r in results]
-    return None if any(r is None for r in reached) else statistics.median(reached)  # type: ignore[arg-type]
+    reached = [r.reached_at for r in results if r.reached_at is not None]
+    return None if len(reached) < len(results) else statistics.median(reached)

@@ -5,7 +5,7 @@ scale and a legend are all the reproduction report needs."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -18,6 +18,7 @@ _RAMP = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 3
 
 WIDTH, HEIGHT = 640, 400
 LEFT, RIGHT, TOP, BOTTOM = 70, 170, 40, 50
+Scale = Callable[[float], float]  # a data value to its pixel coordinate on one axis
 
 
 def color_scale(value: float, low: float, high: float) -> str:
@@ -123,7 +124,7 @@ class Chart:
         out.append("</svg>")
         return "\n".join(out) + "\n"
 
-    def _ticks(self, x0: float, x1: float, y0: float, y1: float, px, py) -> list[str]:  # type: ignore[no-untyped-def]
+    def _ticks(self, x0: float, x1: float, y0: float, y1: float, px: Scale, py: Scale) -> list[str]:
         out = []
         if self.log_x:
             xticks = [10.0 ** e for e in range(math.ceil(x0), math.floor(x1) + 1)]
@@ -141,7 +142,7 @@ class Chart:
             out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(v)}</text>')
         return out
 
-    def _series(self, s: Series, color: str, px, py) -> list[str]:  # type: ignore[no-untyped-def]
+    def _series(self, s: Series, color: str, px: Scale, py: Scale) -> list[str]:
         points = [(px(x), py(y)) for x, y in zip(s.x, s.y, strict=True)]
         out = []
         if s.mode == "line" and points:

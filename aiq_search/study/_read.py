@@ -64,12 +64,15 @@ def open_study(storage_url: str, study_name: str) -> optuna.Study:
 def study_settings(study: optuna.Study) -> RecordedSettings:
     """The settings an aiq-search study recorded; a one-line error for a study that aiq-search did not make
     (or an older version made)."""
+    not_ours = StorageError(f"study {study.study_name!r} was not created by this version of aiq-search "
+                            f"(its {SETTINGS_ATTR!r} study attribute is missing or incomplete)")
     settings = study.user_attrs.get(SETTINGS_ATTR)
+    if settings is None:
+        raise not_ours
     try:
         return RecordedSettings(settings["config"], settings["data"], settings["artifacts"])
     except (TypeError, KeyError):
-        raise StorageError(f"study {study.study_name!r} was not created by this version of aiq-search "
-                           f"(its {SETTINGS_ATTR!r} study attribute is missing or incomplete)") from None
+        raise not_ours from None
 
 
 def fail_reason(trial: FrozenTrial) -> str | None:

@@ -3,20 +3,10 @@ from ._config import (
 )
 from ._trainer import (
     DivergenceError as DivergenceError,
-)
-from ._trainer import (
     EpochReport as EpochReport,
-)
-from ._trainer import (
     TrainResult as TrainResult,
-)
-from ._trainer import (
     evaluate as evaluate,
-)
-from ._trainer import (
     resolve_device as resolve_device,
-)
-from ._trainer import (
     train as train,
 )
 

@@ -21,11 +21,11 @@ def time_left(trials: list[FrozenTrial], n_trials: int) -> float | None:
     """Seconds until the study has ``n_trials`` COMPLETE trials, from its own trials: the time finished trials
     (pruned and failed ones included) took per COMPLETE trial, times the COMPLETE trials still needed, shared
     by the workers now running trials. None until a trial has completed."""
-    finished = [t for t in trials if t.state.is_finished() and t.duration is not None]
-    complete = sum(t.state == TrialState.COMPLETE for t in finished)
+    finished = [(t.state, t.duration) for t in trials if t.state.is_finished() and t.duration is not None]
+    complete = sum(state == TrialState.COMPLETE for state, _ in finished)
     if not complete:
         return None
-    per_complete = sum(t.duration.total_seconds() for t in finished) / complete
+    per_complete = sum(duration.total_seconds() for _, duration in finished) / complete
     workers = max(1, sum(t.state == TrialState.RUNNING for t in trials))
     return max(0, n_trials - complete) * per_complete / workers
 
