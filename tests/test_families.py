@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -229,7 +230,7 @@ def test_narrow_fixes_ranges_and_restricts() -> None:
     assert space["width"] == Choice.int(16, 512, log=True)
     assert space["batch_norm"] == Choice.categorical((True,))
     assert space["dropout"] == 0.0 and isinstance(space["dropout"], float)
-    assert space["width_1"] == Choice.categorical((8, 32))
+    assert space["width_1"] == Choice.ordered((32, 8))  # numbers keep their order: searched by position
     assert get_family("lenet300").narrow({"dropout": {"high": 0.5}})["dropout"] == Choice.float(0.0, 0.5)
 
 
@@ -433,3 +434,35 @@ def test_a_family_needs_a_reference_to_sample(example_on_path: None) -> None:
 def test_a_family_declaration_is_checked_when_its_class_is_made(space: dict, per_layer: dict, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         type("Broken", (Family,), {"space": space, "per_layer": per_layer, "build": lambda self, spec: None})
+
+
+def test_a_listed_number_is_searched_by_its_position_in_the_sorted_list() -> None:
+    space = get_family("lenet300").narrow({"n_layers": 2, "width_0": [16, 4, 8], "width_1": [2, 1]})
+    assert space["width_0"] == Choice.ordered((4, 8, 16))
+    trial = optuna.trial.FixedTrial({"width_0": 1, "width_1": 0, "batch_norm": False, "dropout": 0.0})
+    spec = get_family("lenet300").sample(trial, space, (1, 8, 8), 10)
+    assert spec["widths"] == [8, 1]  # the spec holds values, the trial's parameters their positions
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    get_family("lenet300").sample(trial, space, (1, 8, 8), 10)
+    assert trial.distributions["width_0"] == optuna.distributions.IntDistribution(0, 2)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: Choice("int", 1, 4, choices=(1, 2)), "is a range"),
+    (lambda: Choice("categorical", 1, 4, choices=(1, 2)), "takes its values only"),
+    (lambda: Choice("ordered", choices=(4, 2)), "increasing order"),
+    (lambda: Choice.ordered(["a", "b"]), "not supported|distinct numbers"),
+])
+def test_a_choice_refuses_arguments_of_another_kind(make: Any, message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_an_ordered_choice_narrows_to_a_range_of_its_values() -> None:
+    choice = Choice.ordered((1, 2, 4, 8))
+    assert choice.narrow("w", {"low": 2, "high": 6}) == Choice.ordered((2, 4))
+    assert choice.narrow("w", [8, 1]) == Choice.ordered((1, 8))
+    assert choice.narrow("w", 4) == 4 and choice.param(4) == 2
+    with pytest.raises(ValueError, match="w: must be one of 1, 2, 4, 8, got 3"):
+        choice.narrow("w", 3)

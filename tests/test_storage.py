@@ -153,10 +153,11 @@ def test_grid_over_a_conditional_space_completes_exactly_the_grid(
     assert [p.wait(timeout=300) for p in processes] == [0] * workers
     study = optuna.load_study(study_name="tiny", storage=url)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
-    layouts = sorted(tuple(t.params[f"width_{i}"] for i in range(t.params["n_layers"])) for t in trials)
+    layouts = sorted(tuple(t.user_attrs["architecture"]["widths"]) for t in trials)  # params hold positions
     assert layouts == [(4,), (4, 4), (4, 8), (8,), (8, 4), (8, 8)]
     others = study.get_trials(states=(TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING))
     assert all(t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("a repeat: trial ")
                for t in others), [(t.number, t.state, t.user_attrs) for t in others]
     for trial in trials:
-        assert list(trial.params) == ["n_layers", *[f"width_{i}" for i in range(trial.params["n_layers"])]]
+        layers = len(trial.user_attrs["architecture"]["widths"])
+        assert list(trial.params) == ["n_layers", *[f"width_{i}" for i in range(layers)]]

@@ -168,8 +168,9 @@ def test_a_trial_failed_as_dead_by_another_worker_does_not_stop_this_one(
 def test_grid_sampler_stops_when_every_combination_is_tried(write_study: Callable[..., Path]) -> None:
     path = write_study(study={"sampler": "grid", "n_trials": 5}, search={"width": [4, 8]})
     summary = run_study(load_study_file(path), progress_bar=False)
-    widths = sorted(t.params["width_0"] for t in complete(load(path)))
+    widths = sorted(t.user_attrs["architecture"]["widths"][0] for t in complete(load(path)))
     assert widths == [4, 8] and not summary.finished
+    assert sorted(t.params["width_0"] for t in complete(load(path))) == [0, 1]  # positions in the list
 
 
 def test_resuming_in_another_mode_is_refused(write_study: Callable[..., Path]) -> None:

@@ -12,7 +12,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from torch import nn
 
@@ -63,7 +63,9 @@ class Family(ABC):
         super().__init_subclass__(**kwargs)
         # the declared ranges are shared by every study: keep them read-only
         cls.space = MappingProxyType(dict(cls.space))
-        cls.per_layer = MappingProxyType({key: tuple(entry) for key, entry in cls.per_layer.items()})
+        # tuples, whatever sequence the subclass wrote; their shape is checked just below
+        cls.per_layer = MappingProxyType({key: cast("tuple[str, str | int]", tuple(entry))
+                                          for key, entry in cls.per_layer.items()})
         _check_declaration(cls)
 
     def __repr__(self) -> str:
@@ -111,7 +113,7 @@ class Family(ABC):
         """How many per-layer parameters ``<choice>_0..`` the declared space can ask for."""
         for element, count in self.per_layer.values():
             if element == choice:
-                return count if isinstance(count, int) else self.space[count].high
+                return count if isinstance(count, int) else int(self.space[count].high)
         raise KeyError(choice)
 
     def narrow(self, overrides: Mapping[str, Any]) -> Space:
@@ -191,7 +193,10 @@ class Family(ABC):
 
     def _layer_list(self, key: str, values: Any) -> list[Any]:
         choice, count = self.per_layer[key]
-        low, high = (count, count) if isinstance(count, int) else (self.space[count].low, self.space[count].high)
+        if isinstance(count, int):
+            low = high = count
+        else:
+            low, high = int(self.space[count].low), int(self.space[count].high)
         if not isinstance(values, (list, tuple)) or not low <= len(values) <= high:
             size = f"{low}" if low == high else f"{low} to {high}"
             raise ValueError(f"{key} must be a list of {size} values, got {values!r}")

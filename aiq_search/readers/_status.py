@@ -38,18 +38,21 @@ class TrialRow:
     architecture: str
     params: dict[str, Any]
     fail_reason: str | None = None
+    repeat_of: int | None = None  # a repeat answered from this earlier trial's record (nothing trained)
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRow:
         attrs = trial.user_attrs
         return cls(trial.number, trial.state.name, attrs.get("aiq"), attrs.get("accuracy"),
                    attrs.get("test_accuracy"), attrs.get("n_params"), attrs.get("network_efficiency"),
-                   attrs.get("epochs"), describe_trial(trial), dict(trial.params), fail_reason(trial))
+                   attrs.get("epochs"), describe_trial(trial), dict(trial.params), fail_reason(trial),
+                   attrs.get("repeat_of"))
 
 
 def best_rows(trials: list[FrozenTrial], top: int = TOP_DEFAULT) -> list[TrialRow]:
-    """The COMPLETE trials with the highest aIQ (recorded in both modes)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and "aiq" in t.user_attrs]
+    """The COMPLETE trials with the highest aIQ (recorded in both modes); a repeat is shown by its original."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and "aiq" in t.user_attrs
+            and "repeat_of" not in t.user_attrs]
     return [TrialRow.of(t) for t in by_aiq(done)[:top]]
 
 

@@ -16,6 +16,7 @@ from optuna.storages import RDBStorage
 
 from aiq_search.data import DataSplits, load_dataset
 from aiq_search.errors import ConfigError, StorageError
+from aiq_search.families import Choice
 from aiq_search.study._artifacts import open_artifact_store
 from aiq_search.study._records import SETTINGS_ATTR
 from aiq_search.study._samplers import directions, make_pruner, make_sampler
@@ -43,6 +44,8 @@ MUTABLE_FIELDS = frozenset({
     "study.n_trials", "study.timeout", "study.storage", "study.heartbeat_interval", "study.grace_period",
     "study.max_retry", "study.outage_timeout", "training.device", "training.threads", "data.data_dir",
     "data.download",
+    # which trials are stopped early changes the compute, not what a finished trial means
+    "study.pruner", "study.prune_from_epoch", "study.startup_trials",
 })
 
 
@@ -87,10 +90,11 @@ def create_or_load_study(config: StudyFile, storage: RDBStorage, *, create: bool
     if not exists and not create:
         raise StorageError(f"no study named {name!r} in {redact(storage.url)}; create it with "
                            "'aiq-search create', 'run' or 'launch' first")
-    study = optuna.create_study(storage=storage, study_name=name, directions=directions(config),
-                                sampler=make_sampler(config, worker_index), pruner=make_pruner(config),
-                                load_if_exists=True)
-    if list(study.directions) != directions(config):
+    open_choices = sum(isinstance(entry, Choice) for entry in config.search.space().values())
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions(config.study.mode),
+                                sampler=make_sampler(config.study, open_choices, worker_index),
+                                pruner=make_pruner(config.study, config.training.max_epochs), load_if_exists=True)
+    if list(study.directions) != directions(config.study.mode):
         raise ConfigError(f"study {name!r} in {redact(storage.url)} has {len(study.directions)} objective(s); "
                           f"the file asks for {config.study.mode} mode; give the study a new name")
     _check_unchanged(study, config)

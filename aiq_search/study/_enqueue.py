@@ -50,7 +50,7 @@ def enqueue_spec(study: optuna.Study, config: StudyFile, spec: Mapping[str, Any]
             if not entry.allows(value):
                 raise ConfigError(f"the spec's {name} = {value!r} lies outside the study's search space "
                                   f"({entry.describe()})")
-            params[name] = value
+            params[name] = entry.param(value)  # an ordered choice takes its position
         elif entry != value:
             raise ConfigError(f"the spec's {name} = {value!r}, but the study fixes it to {entry!r}")
     sampled = family.sample(FixedTrial(params), space, checked["input_shape"], checked["num_classes"])

@@ -19,6 +19,7 @@ import optuna
 import torch
 from optuna.artifacts import upload_artifact
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.trial import FrozenTrial
 from safetensors.torch import save_file
 
 from aiq_search.data import DataSplits
@@ -26,7 +27,8 @@ from aiq_search.metrics import EfficiencyReport, MetricsConfig
 from aiq_search.study._artifacts import resolve_location
 from aiq_search.study._records import METRIC_NAMES, SETTINGS_ATTR, WEIGHTS_FILE
 
-__all__ = ["INTERRUPTED", "input_record", "record_architecture", "record_failure", "record_scores",
+__all__ = ["INTERRUPTED", "SCORE_KEYS", "input_record", "record_architecture", "record_failure", "record_repeat",
+           "record_scores",
            "record_settings", "save_weights", "settings_value"]
 
 INTERRUPTED = "interrupted (Ctrl-C or SIGINT)"
@@ -96,6 +98,11 @@ def save_weights(trial: optuna.Trial, model: torch.nn.Module, store: Any) -> str
                                    mimetype="application/octet-stream")
 
 
+# what `record_scores` writes: a trained trial's results, which a repeat of its architecture shares
+SCORE_KEYS = ("aiq", "accuracy", "val_accuracy", "test_accuracy", "network_efficiency", "layer_efficiencies",
+              "epochs", "train_seconds", "device", "weights_artifact_id", "history")
+
+
 def record_scores(trial: optuna.Trial, *, accuracy: float, efficiency: EfficiencyReport, metrics: MetricsConfig,
                   test_accuracy: float, val_accuracy: float, epochs: int, seconds: float, device: str,
                   weights_artifact_id: str, history: list[dict[str, Any]] | None = None) -> float:
@@ -116,6 +123,14 @@ def record_scores(trial: optuna.Trial, *, accuracy: float, efficiency: Efficienc
         **({"history": history} if history is not None else {}),
     })
     return score
+
+
+def record_repeat(trial: optuna.Trial, original: FrozenTrial) -> None:
+    """Answer ``trial``, which drew the architecture of the COMPLETE trial ``original``, from its record
+    instead of training it again: the scores (and weights) are the original's, ``repeat_of`` names it, and
+    ``train_seconds`` is 0 (nothing ran)."""
+    scores = {key: original.user_attrs[key] for key in SCORE_KEYS if key in original.user_attrs}
+    _set_user_attrs(trial, {**scores, "train_seconds": 0.0, "repeat_of": original.number})
 
 
 def record_failure(trial: optuna.Trial, exc: BaseException) -> None:

@@ -16,18 +16,19 @@ from optuna.trial import Trial
 from aiq_search.data import DataSplits
 from aiq_search.families import build_model, count_parameters
 from aiq_search.study import (
-    first_prunable_epoch,
+    completed_repeat,
     grid_twin,
     open_artifact_store,
     record_architecture,
     record_failure,
+    record_repeat,
     record_scores,
     save_weights,
+    should_stop,
 )
 from aiq_search.studyfile import StudyFile
 from aiq_search.training import EpochReport, train
-from aiq_search.worker._interrupt import allowed as ctrl_c_allowed
-from aiq_search.worker._interrupt import check as check_interrupt
+from aiq_search.worker._interrupt import allowed as ctrl_c_allowed, check as check_interrupt
 from aiq_search.worker._quota import Places, Surplus
 
 __all__ = ["Objective"]
@@ -72,18 +73,19 @@ class Objective:
         record_architecture(trial, spec, n_params, self.family.describe(spec))
         self._give_way_to_twin(trial)
         pareto = config.study.mode == "pareto"
-        # asking the pruner reads the study: not before it may prune (Optuna's median pruner reads, then checks)
-        first_prunable = first_prunable_epoch(config)
+        original = completed_repeat(trial.study, trial, spec)
+        if original is not None:  # the sampler drew a finished network again: answer from its record
+            record_repeat(trial, original)
+            return (original.values[0], original.values[1]) if pareto else original.values[0]
 
         def report(epoch: EpochReport) -> None:
             check_interrupt()
             self._give_way_to_twin(trial)
             self.on_epoch(trial, epoch)
-            if pareto:  # Optuna keeps no intermediate values for multi-objective trials
-                return
-            trial.report(config.metrics.aiq(epoch.efficiency.network, epoch.val_accuracy), epoch.epoch)
-            if first_prunable is not None and epoch.epoch >= first_prunable and trial.should_prune():
-                raise optuna.TrialPruned(f"aIQ below the pruner's bar after epoch {epoch.epoch}")
+            aiq = config.metrics.aiq(epoch.efficiency.network, epoch.val_accuracy)
+            if should_stop(trial, config.study, config.training.max_epochs, epoch.epoch, aiq,
+                           val_accuracy=epoch.val_accuracy, n_params=n_params):
+                raise optuna.TrialPruned(f"stopped by the {config.study.pruner} pruner after epoch {epoch.epoch}")
 
         result = train(model, self.data, config.training, seed=seed, device=self.device,
                        eval_split=config.study.eval_split, metrics=config.metrics, epoch_callback=report)
