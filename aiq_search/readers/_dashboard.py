@@ -1,8 +1,9 @@
 """optuna-dashboard on a study storage, with every aiq-search study showing its aIQ Pareto figure there.
 
 The figure lives in the study itself (optuna-dashboard's ``save_plotly_graph_object`` stores it as study
-system attributes), so whoever opens the dashboard sees the front without running anything, and every
-worker refreshes it through `publish_figures` as trials finish (at most every few seconds) and when it stops.
+system attributes, in a format of its own that `aiq_search._compat.dashboard_figure` reads), so whoever
+opens the dashboard sees the front without running anything, and every worker refreshes it through
+`publish_figures` as trials finish (at most every few seconds) and when it stops.
 The web server around the dashboard (read-only when shared, 503 while the storage is out of reach) is
 `aiq_search.readers._webapp`.
 
@@ -12,7 +13,6 @@ importance module), which ``aiq-search plot`` and ``status`` must not pay for.
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -28,6 +28,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from aiq_search._compat import dashboard_figure, rdb_engine
 from aiq_search.errors import StorageError
 from aiq_search.readers._plots import pareto_figure
 from aiq_search.readers._webapp import DashboardGuard, DashboardServer, bind, retry_outages
@@ -44,14 +45,9 @@ from aiq_search.study import (
 )
 
 PARETO_FIGURE_ID = "aiq-pareto-front"
-# How optuna-dashboard (0.21) stores a figure: its JSON cut into numbered chunks, one study system attribute
-# each, under "dashboard:plot_data:<figure id>:<i>". It has no public reader; this is the format its own
-# reader joins (checked against what the dashboard serves in tests/test_dashboard.py).
-_CHUNK_PREFIX = "dashboard:plot_data:"
 _REVISION = "aiq_search_revision"
 # Raised when the figure's look changes, so that the dashboard's startup refresh replaces older figures.
 FIGURE_VERSION = 2
-# The table every Optuna RDB storage has: a database without it holds no Optuna storage.
 # How long the dashboard waits for an unreachable database when it starts (e.g. started with PostgreSQL).
 STARTUP_RETRY_S = 30.0
 
@@ -60,12 +56,7 @@ def stored_figure(storage: BaseStorage, study_name: str, figure_id: str = PARETO
     """The figure ``figure_id`` stored in the study for the dashboard, as plotly JSON; None when it is
     missing or half-written (chunks missing, or from two writers that interleaved)."""
     system_attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study_name))
-    prefix = f"{_CHUNK_PREFIX}{figure_id}:"
-    chunks = {key[len(prefix):]: value for key, value in system_attrs.items() if key.startswith(prefix)}
-    try:
-        return json.loads("".join(chunks[str(i)] for i in range(len(chunks))))
-    except (KeyError, TypeError, ValueError):
-        return None
+    return dashboard_figure(system_attrs, figure_id)
 
 
 def _stored_revision(storage: BaseStorage, study_name: str) -> int | None:
@@ -181,7 +172,7 @@ def open_dashboard(storage_url: str, host: str = "127.0.0.1", port: int = 8080, 
                                                 what="opening it for the dashboard")
         server.read_only = not (server.is_loopback if allow_writes is None else allow_writes)
         store = _artifact_store(artifacts)
-        server.set_app(DashboardGuard(wsgi(storage, artifact_store=store), storage.engine,
+        server.set_app(DashboardGuard(wsgi(storage, artifact_store=store), rdb_engine(storage),
                                       read_only=server.read_only, retry_s=retry_s))
     except BaseException:
         server.server_close()

@@ -6,14 +6,16 @@ the outage starts and one when it ends. Only an outage longer than the study's `
 the worker, with a one-line `OutageError`.
 
 Two layers, because Optuna wraps an `RDBStorage` in its trial cache, which calls some of the storage's
-private methods directly:
+private methods directly (`aiq_search._compat.CACHE_PRIVATE_CALLS`; every reliance on RDBStorage's internals
+is in `aiq_search._compat`):
 
 * the engine's ``do_connect`` event (SQLAlchemy's public hook) makes connecting wait: this covers every
   path, private ones included, and is where almost every outage shows (the pool pings each connection
   before use, so one that the restart broke is replaced, and the replacement waits for the server);
-* `RetryingStorage` overrides the public storage methods to make a call again when SQLAlchemy reports its
-  connection lost mid-statement. A state change that committed just before the connection broke finds the
-  trial already in the requested state on the second try: that counts as done.
+* `RetryingStorage` overrides the public storage methods (`aiq_search._compat.RETRIED_METHODS`) to make a
+  call again when SQLAlchemy reports its connection lost mid-statement. A state change that committed just
+  before the connection broke finds the trial already in the requested state on the second try: that
+  counts as done.
 
 Heartbeats stop during an outage, so once it ends, another worker might fail this worker's live trial as
 stale before its heartbeat resumes. For one grace period (plus one retry step) after an outage it saw end,
@@ -43,6 +45,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from aiq_search._compat import RETRIED_METHODS, driver_error, is_stale_check, rdb_engine, stale_after_s
 from aiq_search.errors import StorageError
 
 __all__ = ["OUTAGE_TIMEOUT_S", "Outage", "OutageError", "RetryingStorage", "first_line", "lost_connection",
@@ -85,11 +88,8 @@ def outage_behind(exc: BaseException | None) -> OutageError | None:
 
 def _lost_connection(exc: BaseException | None) -> bool:
     """Whether SQLAlchemy found the connection under a statement lost (as Optuna raises it: wrapped)."""
-    while exc is not None:
-        if isinstance(exc, sqlalchemy.exc.DBAPIError):
-            return exc.connection_invalidated
-        exc = exc.__cause__
-    return False
+    error = driver_error(exc)
+    return error is not None and error.connection_invalidated
 
 
 def lost_connection(exc: BaseException | None) -> bool:
@@ -182,7 +182,7 @@ class RetryingStorage(RDBStorage):
     def __init__(self, url: str, *, where: str, outage_timeout: float = OUTAGE_TIMEOUT_S, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.outage = Outage(where, outage_timeout)
-        self.outage.wait_for_server(self.engine)
+        self.outage.wait_for_server(rdb_engine(self))
         self.heartbeated: set[int] = set()  # this process's trials: those it sent heartbeats for
 
     def record_heartbeat(self, trial_id: int) -> None:
@@ -196,8 +196,8 @@ class RetryingStorage(RDBStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
-        if (state == TrialState.FAIL and values is None and trial_id not in self.heartbeated
-                and self.heartbeat_interval is not None and self.outage.ended_within(self.stale_guard_s())):
+        if (is_stale_check(state, values) and trial_id not in self.heartbeated
+                and self.get_heartbeat_interval() is not None and self.outage.ended_within(self.stale_guard_s())):
             return False  # a stale check right after an outage: the trial's heartbeats may not have resumed yet
         tries = 0
 
@@ -212,7 +212,7 @@ class RetryingStorage(RDBStorage):
                 raise
 
         updated = self.outage.retry(attempt, lost=_lost_connection)
-        if not updated and state == TrialState.RUNNING and tries > 1 and self.heartbeat_interval is not None:
+        if not updated and state == TrialState.RUNNING and tries > 1 and self.get_heartbeat_interval() is not None:
             # Taking a WAITING trial: did the broken first try take it, or another worker? A heartbeat makes
             # sure that, if it was this worker's (which Optuna will not run), the trial ends as stale.
             self.outage.retry(lambda: RDBStorage.record_heartbeat(self, trial_id), lost=_lost_connection)
@@ -226,8 +226,7 @@ class RetryingStorage(RDBStorage):
     def stale_guard_s(self) -> float:
         """How long after an outage this worker fails no other worker's trial as stale: a grace period
         (Optuna's default: two heartbeat intervals) and one retry step."""
-        assert self.heartbeat_interval is not None
-        return (self.grace_period or 2 * self.heartbeat_interval) + RETRY_MAX_S * 1.2
+        return stale_after_s(self) + RETRY_MAX_S * 1.2
 
 
 def _retried(name: str) -> Callable[..., Any]:
@@ -241,12 +240,8 @@ def _retried(name: str) -> Callable[..., Any]:
     return call
 
 
-# The public storage methods that Optuna's trial cache and readers call (writes here are idempotent:
-# Optuna upserts attributes and intermediate values and ignores a duplicate parameter).
-for _name in ("set_study_user_attr", "set_study_system_attr", "get_study_id_from_name", "get_study_name_from_id",
-              "get_study_directions", "get_study_user_attrs", "get_study_system_attrs", "get_all_studies",
-              "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_param",
-              "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr", "get_trial",
-              "get_all_trials", "get_trial_user_attrs", "get_trial_system_attrs"):
+# The public storage methods that Optuna's trial cache and readers call, whose writes are idempotent (which
+# ones, and why the others are not, is in aiq_search._compat).
+for _name in RETRIED_METHODS:
     setattr(RetryingStorage, _name, _retried(_name))
 del _name

@@ -4,27 +4,25 @@ SQLite gets WAL mode and a long busy timeout (several local workers and a dashbo
 "database is locked"); PostgreSQL gets a connect timeout and connection pre-ping. Every storage rides out
 an outage (a server restart, a failover) of up to its outage timeout (`aiq_search.study._outage`); one that cannot
 be reached when it is opened is a one-line error after a short retry. Heartbeats, when asked for, come with
-Optuna's retry of a dead worker's trial. Every reader and writer of studies opens them here, so they all
-behave alike. Readers open with ``create=False``, which never creates or migrates a schema.
+Optuna's retry of a dead worker's trial, which starts clean (`aiq_search._compat.CleanStaleTrialRetry`).
+Every reader and writer of studies opens them here, so they all behave alike. Readers open with
+``create=False``, which never creates or migrates a schema.
 """
 
 from __future__ import annotations
 
-import copy
 import sqlite3
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import optuna
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning, StorageInternalError
-from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
+from aiq_search._compat import OPTUNA_TABLE, CleanStaleTrialRetry
 from aiq_search.errors import StorageError
 from aiq_search.study._outage import OUTAGE_TIMEOUT_S, RetryingStorage, first_line
 
@@ -41,8 +39,6 @@ OPEN_RETRY_S = 5.0
 STALE_REASON = "its worker stopped sending heartbeats (killed or lost)"
 # Query parameters of a URL that carry credentials (libpq's and common driver spellings).
 _SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword", "token", "secret", "key", "auth")
-# The table every Optuna RDB storage has; a database without it holds no Optuna storage.
-_OPTUNA_TABLE = "studies"
 
 
 def redact(storage_url: str) -> str:
@@ -82,21 +78,12 @@ def _prepare_sqlite(path: Path) -> None:
         raise StorageError(f"cannot create or open the SQLite study database {path}: {reason}") from None
 
 
-class _RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry of a dead worker's trial (same params, queued WAITING for any worker); the retry
-    starts clean, without the dead attempt's partial records."""
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        clean = copy.deepcopy(trial)
-        clean.user_attrs = {}
-        super().__call__(study, clean)
-
-
-def holds_optuna_storage(url: str, engine_kwargs: dict[str, Any]) -> bool:
-    """Whether the database has Optuna's tables, asked without creating anything."""
+def holds_optuna_storage(url: str | URL, engine_kwargs: dict[str, Any]) -> bool:
+    """Whether the database has Optuna's tables (`aiq_search._compat.OPTUNA_TABLE`), asked without creating
+    anything."""
     engine = sqlalchemy.create_engine(url, **engine_kwargs)
     try:
-        return _OPTUNA_TABLE in sqlalchemy.inspect(engine).get_table_names()
+        return OPTUNA_TABLE in sqlalchemy.inspect(engine).get_table_names()
     finally:
         engine.dispose()
 
@@ -137,7 +124,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
                 heartbeat: dict[str, Any] = {}
                 if heartbeat_interval is not None:
                     heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                                 "heartbeat_stale_trial_callback": _RetryStaleTrial(max_retry=max_retry)}
+                                 "heartbeat_stale_trial_callback": CleanStaleTrialRetry(max_retry=max_retry)}
                 return RetryingStorage(url, where=redact(url), outage_timeout=outage_timeout,
                                        engine_kwargs=engine_kwargs, skip_table_creation=not create, **heartbeat)
         except (sqlalchemy.exc.SQLAlchemyError, StorageInternalError, ImportError, RuntimeError) as exc:
