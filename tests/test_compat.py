@@ -198,7 +198,8 @@ def _stale_study(tmp_path: Path, ages_s: dict[str, int], cls: type[RDBStorage] =
 def test_a_trial_goes_stale_after_the_grace_period_compat_says(tmp_path: Path, grace_period: int | None,
                                                                  after_s: float, failed: set[str]) -> None:
     study, storage, ids = _stale_study(tmp_path, {"7 s": 7, "13 s": 13}, grace_period=grace_period)
-    assert stale_after_s(storage) == after_s
+    assert stale_after_s(storage) == after_s, (
+        f"stale_after_s says {stale_after_s(storage)} s for a grace period {grace_period}: not Optuna's rule")
     optuna.storages.fail_stale_trials(study)
     states = {name: storage.get_trial(trial_id).state for name, trial_id in ids.items()}
     assert {name for name, state in states.items() if state == TrialState.FAIL} == failed, (
