@@ -20,9 +20,13 @@ from optuna.trial import TrialState
 
 from aiq_search.families import Choice
 from aiq_search.study import completed_repeat, directions, make_pruner, make_sampler, should_stop
-from aiq_search.studyfile import StudyFile
+from aiq_search.studyfile import StudyFile, StudySection
 
 __all__ = ["Grid", "Run", "Step", "Strategy", "arch_key", "quantiles", "replay", "sweep"]
+
+# what a replay reads of each network and of each of its epochs
+PACKED_KEYS = ("architecture", "summary", "aiq", "accuracy", "n_params", "epochs", "train_seconds")
+PACKED_EPOCH_KEYS = ("epoch", "val_accuracy", "network_efficiency")
 
 
 def arch_key(spec: dict[str, Any]) -> str:
@@ -41,6 +45,7 @@ class Grid:
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any], size: int) -> Grid:
+        """From a study summary (`aiq_search.reproduction._summaries`) or a `packed` grid."""
         records = {arch_key(t["architecture"]): t for t in summary["trials"]}
         return cls(summary["study"], StudyFile.model_validate(summary["config"]), records, size)
 
@@ -53,17 +58,13 @@ class Grid:
         """What the exhaustive sweep of the recorded networks cost."""
         return sum(t["epochs"] for t in self.records.values())
 
-    def hypervolume(self, trials: list[dict[str, Any]]) -> float:
-        """The area that ``trials`` dominate in (accuracy, −log10 parameters), from accuracy 0 and the grid's
-        largest network: the pareto-mode score."""
-        worst = math.log10(max(t["n_params"] for t in self.records.values()))
-        points = sorted(((t["accuracy"], worst - math.log10(t["n_params"])) for t in trials), reverse=True)
-        area, height = 0.0, 0.0
-        for i, (accuracy, small) in enumerate(points):
-            height = max(height, small)
-            following = points[i + 1][0] if i + 1 < len(points) else 0.0
-            area += (accuracy - following) * height
-        return area
+    def packed(self) -> dict[str, Any]:
+        """The grid as the benchmark needs it: per network only what the replay reads (its scores and its
+        per-epoch validation accuracy and efficiency), a fifth of its full summary."""
+        trials = [{**{k: t[k] for k in PACKED_KEYS},
+                   "history": [{k: e[k] for k in PACKED_EPOCH_KEYS} for e in t["history"]]}
+                  for t in self.records.values()]
+        return {"study": self.name, "config": self.config.record(), "size": self.size, "trials": trials}
 
 
 @dataclass(frozen=True)
@@ -92,18 +93,15 @@ class Run:
 
     steps: list[Step]
 
-    def reach(self, grid: Grid, fraction: float, *, pareto: bool = False) -> tuple[int, int, float] | None:
-        """(trials, network-epochs, seconds) spent when the best found first reached ``fraction`` of the
-        grid's best aIQ (pareto: of its hypervolume); None if it never did."""
-        target = fraction * (grid.hypervolume(list(grid.records.values())) if pareto else grid.best_aiq)
-        epochs, seconds, found, best = 0, 0.0, [], -math.inf
+    def reach(self, grid: Grid, fraction: float) -> tuple[int, int, float] | None:
+        """(trials, network-epochs, seconds) spent when the best aIQ found first reached ``fraction`` of
+        the grid's best; None if it never did."""
+        target = fraction * grid.best_aiq
+        epochs, seconds = 0, 0.0
         for n, step in enumerate(self.steps, 1):
             epochs, seconds = epochs + step.epochs, seconds + step.seconds
-            if step.record is not None:
-                found.append(step.record)
-                best = grid.hypervolume(found) if pareto else max(best, step.record["aiq"])
-                if best >= target:
-                    return n, epochs, seconds
+            if step.record is not None and step.record["aiq"] >= target:
+                return n, epochs, seconds
         return None
 
 
@@ -124,8 +122,8 @@ def replay(grid: Grid, strategy: Strategy, seed: int, *, budget: int, stop_at: f
     if strategy.sweep is not None:
         return sweep(grid, strategy.sweep, seed)
     config = grid.config
-    section = config.study.model_copy(update={"seed": seed, **strategy.settings})
-    section = type(section).model_validate(section.model_dump())  # the strategy's settings validated too
+    # the grid's own study section with the strategy's settings, validated as a study file's would be
+    section = StudySection.model_validate({**config.study.model_dump(), "seed": seed, **strategy.settings})
     max_epochs = config.training.max_epochs
     family, space = config.search.resolve(), config.search.space()
     first = next(iter(grid.records.values()))["architecture"]
@@ -135,7 +133,8 @@ def replay(grid: Grid, strategy: Strategy, seed: int, *, budget: int, stop_at: f
     pareto, best = section.mode == "pareto", -math.inf
     target = math.inf if pareto else stop_at * grid.best_aiq  # pareto mode spends its whole budget
     steps: list[Step] = []
-    while sum(s.record is not None for s in steps) < budget and len(steps) < 2 * budget and best < target:
+    completed = 0
+    while completed < budget and len(steps) < 2 * budget and best < target:
         trial = study.ask()
         spec = family.sample(trial, space, first["input_shape"], first["num_classes"])
         record = grid.records.get(arch_key(spec))
@@ -148,9 +147,10 @@ def replay(grid: Grid, strategy: Strategy, seed: int, *, budget: int, stop_at: f
         if completed_repeat(study, trial, spec) is not None:
             study.tell(trial, _values(record, pareto))
             steps.append(Step(0, 0.0, record))
-            continue
-        steps.append(_train(study, trial, record, section, max_epochs, config, pareto))
+        else:
+            steps.append(_train(study, trial, record, section, max_epochs, config, pareto))
         if steps[-1].record is not None:
+            completed += 1
             best = max(best, record["aiq"])
     return Run(steps)
 
@@ -159,7 +159,7 @@ def _values(record: dict[str, Any], pareto: bool) -> list[float]:
     return [record["accuracy"], float(record["n_params"])] if pareto else [record["aiq"]]
 
 
-def _train(study: optuna.Study, trial: optuna.Trial, record: dict[str, Any], section: Any, max_epochs: int,
+def _train(study: optuna.Study, trial: optuna.Trial, record: dict[str, Any], section: StudySection, max_epochs: int,
            config: StudyFile, pareto: bool) -> Step:
     """The recorded training, epoch by epoch, through the service's gate: pruned or complete."""
     per_epoch = record["train_seconds"] / max(1, record["epochs"])
