@@ -9,10 +9,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psycopg
@@ -298,3 +301,16 @@ def own_postgres() -> Iterator[OwnPostgres]:
         except subprocess.CalledProcessError:  # already stopped
             pass
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[str]:
+    """Serve a WSGI server (``serve_forever``) in a thread; yields its root URL on 127.0.0.1."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -6,19 +6,18 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import threading
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
 import plotly.graph_objects as go
 import pytest
 import sqlalchemy
 import sqlalchemy.exc
+from conftest import serving
 from optuna.distributions import IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -248,19 +247,6 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-@contextmanager
-def _served(app: Any) -> Iterator[str]:
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 def _served_figures(root: str, study_id: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"{root}/api/studies/{study_id}", timeout=30) as response:
         detail = json.loads(response.read())
@@ -280,7 +266,7 @@ def test_optuna_dashboard_serves_the_figure_compat_reads(recorded_study, tmp_pat
     assert len(keys) > 1 and all(re.fullmatch(re.escape(prefix) + r"\d+", k) for k in keys), (
         f"optuna-dashboard {optuna_dashboard.__version__} stores figures under keys {keys}, not "
         f"{prefix}<i> (DASHBOARD_FIGURE_PREFIX in aiq_search._compat)")
-    with _served(optuna_dashboard.wsgi(storage)) as root:
+    with serving(make_server("127.0.0.1", 0, optuna_dashboard.wsgi(storage), handler_class=_Quiet)) as root:
         for round_ in ("as published", "after a shorter figure replaced it"):
             ours = dashboard_figure(storage.get_study_system_attrs(study_id), PARETO_FIGURE_ID)
             served = _served_figures(root, study_id)

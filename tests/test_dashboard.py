@@ -14,7 +14,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -22,6 +21,7 @@ import psycopg
 import pytest
 import sqlalchemy
 import sqlalchemy.exc
+from conftest import serving
 from optuna.trial import TrialState
 from optuna_dashboard import save_plotly_graph_object
 from sqlalchemy.engine import make_url
@@ -33,7 +33,6 @@ from aiq_search.readers import (
     OUTAGE_REASON,
     PARETO_FIGURE_ID,
     DashboardGuard,
-    DashboardServer,
     bind,
     open_dashboard,
     pareto_figure,
@@ -60,19 +59,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextmanager
-def _serving(server: DashboardServer) -> Iterator[str]:
-    """Serve in a thread; yields the server's root URL on 127.0.0.1."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -228,7 +214,7 @@ def test_the_dashboard_serves_the_figure_as_stored(recorded_study, tmp_path: Pat
     study = recorded_study(6)
     server = open_dashboard(f"sqlite:///{tmp_path / 'study.db'}", port=0)
     assert server.studies == [study.study_name]  # published at startup
-    with _serving(server) as root:
+    with serving(server) as root:
         status, body = _http("GET", f"{root}/api/studies")
         assert status == 200
         (summary,) = json.loads(body)["study_summaries"]
@@ -242,7 +228,7 @@ def test_a_read_only_dashboard_refuses_changes_and_still_shows_everything(record
     study = recorded_study(4)
     server = open_dashboard(f"sqlite:///{tmp_path / 'study.db'}", port=0, allow_writes=False)
     assert server.read_only
-    with _serving(server) as root:
+    with serving(server) as root:
         for path in ("/dashboard", "/api/meta", "/api/studies", "/api/studies/1", "/csv/1"):
             assert _http("GET", root + path)[0] == 200, path
         assert _http("HEAD", f"{root}/api/studies")[0] == 200
@@ -259,7 +245,7 @@ def test_a_local_dashboard_allows_changes(recorded_study, tmp_path: Path) -> Non
     recorded_study(2)
     server = open_dashboard(f"sqlite:///{tmp_path / 'study.db'}", port=0)  # 127.0.0.1: writes allowed
     assert not server.read_only
-    with _serving(server) as root:
+    with serving(server) as root:
         assert _http("DELETE", f"{root}/api/studies/1")[0] == 204
     assert optuna.get_all_study_names(_storage(tmp_path)) == []
 
@@ -270,7 +256,7 @@ def test_a_dashboard_reachable_from_other_machines_is_read_only_unless_allowed(r
     for allow_writes, read_only in ((None, True), (False, True), (True, False)):
         server = open_dashboard(url, host="0.0.0.0", port=0, allow_writes=allow_writes)
         assert server.read_only is read_only and not server.is_loopback
-        with _serving(server) as root:
+        with serving(server) as root:
             assert _http("GET", f"{root}/api/studies")[0] == 200
             assert _http("PUT", f"{root}/api/studies/1/note", b"{}")[0] == (403 if read_only else 400)
 
@@ -363,7 +349,7 @@ def postgres_study(recorded_study, tmp_path: Path, postgres_url: str) -> Iterato
 def test_a_database_outage_is_a_503_and_one_log_line_then_service_resumes(postgres_study, capfd) -> None:
     url, database = postgres_study
     server = open_dashboard(url, port=0, retry_s=2.0)
-    with _serving(server) as root:
+    with serving(server) as root:
         assert _http("GET", f"{root}/api/studies/1")[0] == 200
         database.cut_connections()  # a restart: the pooled connections are dead, the server is back
         assert _http("GET", f"{root}/api/studies/1")[0] == 200
@@ -423,7 +409,7 @@ def test_an_outage_that_starts_during_a_request_is_retried(postgres_study, capfd
 
     server = bind("127.0.0.1", 0)
     server.set_app(DashboardGuard(view, engine, read_only=True, retry_s=3.0))
-    with _serving(server) as root:
+    with serving(server) as root:
         threading.Timer(0.3, database.go_down).start()
         threading.Timer(1.5, database.come_back).start()
         assert _http("GET", f"{root}/api/anything") == (200, b"ok")
