@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,13 +88,27 @@ def _count(trials: list[FrozenTrial], state: TrialState) -> int:
     return sum(t.state == state for t in trials)
 
 
-def _seconds_left(trials: list[FrozenTrial]) -> float:
-    """The least training a running trial has left, judged by the shortest trial finished so far (0 before
-    any has finished)."""
-    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
-                 if t.state == TrialState.COMPLETE]
-    ages = [(datetime.now() - t.datetime_start).total_seconds() for t in trials if t.state == TrialState.RUNNING]
-    return min(durations) - max(ages) if durations and ages else 0.0
+class _TrainingLeft:
+    """The least training a running trial has left, from its own pace: each poll sees how many epochs each
+    running trial has reported (one intermediate value an epoch), and the pace between its first and latest
+    sighting gives its seconds an epoch (0 left until every running trial has been seen a few epochs on).
+    A trial's own pace, not the length of trials finished before: trials of different sizes start together,
+    and none has finished while the first four run."""
+
+    def __init__(self, max_epochs: int) -> None:
+        self.max_epochs = max_epochs
+        self.first: dict[int, tuple[float, int]] = {}
+
+    def __call__(self, trials: list[FrozenTrial]) -> float:
+        now = time.monotonic()
+        left = []
+        for trial in (t for t in trials if t.state == TrialState.RUNNING):
+            epochs = len(trial.intermediate_values)
+            seen_at, seen_epochs = self.first.setdefault(trial.number, (now, epochs))
+            if epochs - seen_epochs < 3:
+                return 0.0
+            left.append((self.max_epochs - epochs) * (now - seen_at) / (epochs - seen_epochs))
+        return min(left, default=0.0)
 
 
 # ----------------------------------------------------------------------------- on a cluster
@@ -113,14 +126,16 @@ def test_workers_on_two_nodes_end_with_exactly_n_trials_though_two_are_killed(
     The killed actor's worker process notices within `ray_worker.PARENT_CHECK_S` that its actor is gone and
     a trial that ends in that second is recorded COMPLETE (seen once, when the kill came as the first wave of
     trials was ending), so the kill waits until every running trial has seconds of training left."""
+    max_epochs = 300  # seconds a trial: a wide window to kill in
     path = write_study(study={"n_trials": 8, "storage": postgres_url, "heartbeat_interval": 1, "grace_period": 3},
-                       training={"max_epochs": 150, "patience": 150})  # seconds a trial: a wide window to kill in
+                       training={"max_epochs": max_epochs, "patience": max_epochs})
+    training_left = _TrainingLeft(max_epochs)
     launcher = subprocess.Popen(cli("launch", str(path), "--workers", str(WORKERS), "--ray", ray_cluster),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # every worker is in a trial (each runs one at a time), each with seconds left: kill two mid-trial
         before = _wait_for(path, launcher, lambda t: _count(t, TrialState.RUNNING) == WORKERS
-                           and _seconds_left(t) > KILL_MARGIN_S, "every worker busy with seconds of its trial left")
+                           and training_left(t) > KILL_MARGIN_S, "every worker busy with seconds of its trial left")
         workers = _worker_processes()
         assert len(workers) == WORKERS
         worker, other = workers[:2]
