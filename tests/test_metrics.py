@@ -172,16 +172,17 @@ def _reference(model: nn.Module, x: torch.Tensor, points: dict[str, str] | None 
         model.eval()(x)
     for h in handles:
         h.remove()
-    result = {}
-    for n in points:
-        out = torch.cat(captured[n])
-        neurons = out.shape[-1] if isinstance(modules[n], nn.Linear) else out.shape[1]
-        rows = (out if isinstance(modules[n], nn.Linear) else out.movedim(1, -1)).reshape(-1, neurons) > 0
-        counts = Counter(tuple(r) for r in rows.tolist())
-        total = sum(counts.values())
-        h = -sum(c / total * math.log2(c / total) for c in counts.values())
-        result[n] = (neurons, total, len(counts), h)
-    return result
+    return {n: _state_stats(torch.cat(captured[n]), neurons_last=isinstance(modules[n], nn.Linear)) for n in points}
+
+
+def _state_stats(out: torch.Tensor, *, neurons_last: bool) -> tuple[int, int, int, float]:
+    """(neurons, observations, distinct states, entropy in bits) of ``out``, by Python counting of bit tuples."""
+    neurons = out.shape[-1] if neurons_last else out.shape[1]
+    rows = (out if neurons_last else out.movedim(1, -1)).reshape(-1, neurons) > 0
+    counts = Counter(tuple(r) for r in rows.tolist())
+    total = sum(counts.values())
+    h = -sum(c / total * math.log2(c / total) for c in counts.values())
+    return neurons, total, len(counts), h
 
 
 def _assert_matches_reference(
@@ -390,13 +391,84 @@ def test_functional_activation_is_read_at_the_layer() -> None:
     _assert_matches_reference(model, torch.randn(30, 4), batch_size=8, points={"fc1": "fc1", "fc2": "fc2"})
 
 
-def test_resnet_reads_every_conv_after_its_batch_norm() -> None:
+def _residual_sums(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What each torchvision BasicBlock's second ReLU receives, ``bn2(conv2(.)) + shortcut``, summed here from
+    the block's input, its bn2 output and its downsample output: keyed by the block's conv2."""
+    parts: dict[str, dict[str, list[torch.Tensor]]] = {}
+    handles = []
+    for name, block in model.named_modules():
+        if isinstance(block, torchvision.models.resnet.BasicBlock):
+            got = parts.setdefault(f"{name}.conv2", {"x": [], "bn2": [], "shortcut": []})
+            handles.append(block.register_forward_pre_hook(lambda _m, a, g=got: g["x"].append(a[0].clone())))
+            handles.append(block.bn2.register_forward_hook(lambda _m, _a, o, g=got: g["bn2"].append(o.clone())))
+            if block.downsample is not None:
+                handles.append(block.downsample.register_forward_hook(
+                    lambda _m, _a, o, g=got: g["shortcut"].append(o.clone())))
+    with torch.no_grad():
+        model.eval()(x)
+    for h in handles:
+        h.remove()
+    return {n: torch.cat(g["bn2"]) + torch.cat(g["shortcut"] or g["x"]) for n, g in parts.items()}
+
+
+def test_resnet_reads_every_conv_after_its_batch_norm_and_past_the_residual_add() -> None:
+    """A block's last conv is read at what its ReLU receives, bn2 output + shortcut (torchvision adds in place,
+    into bn2's output); every other conv after its batch norm."""
     torch.manual_seed(12)
     model = _randomize_norms(torchvision.models.resnet18(num_classes=3))
+    x = torch.randn(2, 3, 32, 32)
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    points = {n: n.replace("conv", "bn").replace("downsample.0", "downsample.1") for n in convs}
-    report = _assert_matches_reference(model, torch.randn(2, 3, 32, 32), batch_size=1, points=points)
-    assert "fc" not in report.layers and not report.skipped
+    summed = _residual_sums(model, x)
+    points = {n: n.replace("conv", "bn").replace("downsample.0", "downsample.1") for n in convs if n not in summed}
+    expected = {**_reference(model, x, points), **{n: _state_stats(s, neurons_last=False) for n, s in summed.items()}}
+    report = measure_efficiency(model, x, batch_size=1)
+    assert list(report.layers) == convs and "fc" not in report.layers and not report.skipped
+    for name, (neurons, observations, unique, h) in expected.items():
+        got = report.layers[name]
+        assert (got.neurons, got.observations, got.unique_states) == (neurons, observations, unique), name
+        assert got.entropy_bits == pytest.approx(h, rel=1e-9, abs=1e-9)
+        assert got.read_at == points.get(name, name.replace("conv2", "relu"))
+    # read past the add, not at bn2: on these random statistics the two differ
+    at_bn2 = _reference(model, x, {"layer1.0.conv2": "layer1.0.bn2"})["layer1.0.conv2"]
+    assert at_bn2[2:] != expected["layer1.0.conv2"][2:]
+
+
+class Residual(nn.Module):
+    """A residual block as this project's family writes it: a new tensor from the add, its own activation
+    module, the shortcut on the right; and a second add whose left operand is not a layer's output."""
+
+    def __init__(self, norm: bool) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(5, 7), nn.Linear(7, 7), nn.Linear(7, 2)
+        self.bn = nn.BatchNorm1d(7) if norm else nn.Identity()
+        self.act1, self.act2 = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act1(self.fc1(x))
+        h = self.act2(self.bn(self.fc2(h)) + h)
+        return self.out(torch.ones_like(h) + h)
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_a_layer_before_a_residual_add_is_read_at_its_activations_input(counting_path: str, norm: bool) -> None:
+    torch.manual_seed(13)
+    model = _randomize_norms(Residual(norm)).eval()
+    x = torch.randn(40, 5)
+    with torch.no_grad():
+        h = model.act1(model.fc1(x))
+        summed = model.bn(model.fc2(h)) + h
+    report = measure_efficiency(model, x, batch_size=16)
+    assert list(report.layers) == ["fc1", "fc2"] and report.layers["fc2"].read_at == "act2"
+    assert report.layers["fc1"].read_at == "fc1"
+    got = report.layers["fc2"]
+    neurons, observations, unique, h_bits = _state_stats(summed, neurons_last=True)
+    assert (got.neurons, got.observations, got.unique_states) == (neurons, observations, unique)
+    assert got.entropy_bits == pytest.approx(h_bits, rel=1e-9, abs=1e-9)
+    # the probe in a caller's own loop reads the same, pass after pass
+    with EfficiencyProbe(model) as probe, torch.inference_mode():
+        for chunk in x.split(16):
+            model(chunk)
+    assert probe.report().layers == report.layers
 
 
 def test_project_families_are_read_after_batch_norm() -> None:

@@ -15,6 +15,8 @@ from ._efficiency import (
     network_efficiency as network_efficiency,
 )
 from ._readout import (
+    ACTIVATION_TYPES as ACTIVATION_TYPES,
+    NORM_TYPES as NORM_TYPES,
     Readout as Readout,
 )
 from ._states import (
@@ -22,8 +24,10 @@ from ._states import (
 )
 
 __all__ = [
+    "ACTIVATION_TYPES",
     "DEFAULT_METRICS",
     "EVAL_SPLITS",
+    "NORM_TYPES",
     "EfficiencyProbe",
     "EfficiencyReport",
     "EvalSplit",

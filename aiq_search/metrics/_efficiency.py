@@ -2,9 +2,10 @@
 
 A layer's *state* for one observation is the on/off pattern of its neurons, on = the value its nonlinearity
 receives is > 0: a Linear/Conv layer is read at its own output, or, when that output goes straight into a
-normalization (Linear/Conv -> BatchNorm -> activation), at the normalization's output (see
-`aiq_search.metrics._readout`). A Linear layer's neurons are its output's last dimension, every other position (e.g.
-each token) one observation; a convolution's are its channels, every spatial position one observation.
+normalization (Linear/Conv -> BatchNorm -> activation), at the normalization's output, or, past a residual
+add (``act(bn(conv(x)) + shortcut)``), at the activation module's input (see
+`aiq_search.metrics._readout`). A Linear layer's neurons are its output's last dimension, every other
+position (e.g. each token) one observation; a convolution's are its channels, every spatial position one observation.
 
 Layer efficiency is the entropy of the observed state distribution divided by the number of neurons (the
 entropy's maximum); network efficiency is the geometric mean of the layer efficiencies; and
@@ -110,7 +111,8 @@ def entropy(counts: Sequence[float] | np.ndarray | torch.Tensor, alpha: float = 
 @dataclass(frozen=True)
 class LayerStats:
     """What was observed of one layer: its width, how often it was seen and how varied its states were;
-    ``read_at`` names the module whose output the states were read at (the layer, or its normalization)."""
+    ``read_at`` names the module the states were read at: the layer or its normalization (their output), or
+    the activation module that receives a residual add of that output (its input)."""
 
     neurons: int
     observations: int
