@@ -223,7 +223,7 @@ def test_what_a_loader_returns_is_checked(raw: RawData, message: str) -> None:
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_mnist_from_the_shared_folder(mnist_dir: Path) -> None:
+def test_mnist_from_the_shared_folder(mnist_dir: Path, tmp_path: Path) -> None:
     splits = load_dataset("mnist", data_dir=mnist_dir, val_size=0.1, label_noise=0.25)
     assert (len(splits.train_y), len(splits.val_y), len(splits.test_y)) == (54_000, 6_000, 10_000)
     assert splits.input_shape == (1, 28, 28) and splits.num_classes == 10
@@ -233,7 +233,12 @@ def test_mnist_from_the_shared_folder(mnist_dir: Path) -> None:
     # a torchvision root given directly works too
     direct = load_dataset("mnist", data_dir=mnist_dir / "mnist", val_size=0.1)
     assert torch.equal(direct.test_y, splits.test_y) and direct.fingerprint == splits.fingerprint
-    assert splits.value_range == (0.0, 255.0) and splits.source == str(mnist_dir / "mnist" / "MNIST" / "raw")
+    raw = (mnist_dir / "mnist" / "MNIST" / "raw").resolve()  # the source names the files' real folder
+    assert splits.value_range == (0.0, 255.0) and splits.source == str(raw)
+    # through a symlinked folder (../shared often is one): the same data, the same real source
+    (tmp_path / "linked").symlink_to(mnist_dir, target_is_directory=True)
+    linked = load_dataset("mnist", data_dir=tmp_path / "linked", val_size=0.1)
+    assert linked.fingerprint == splits.fingerprint and linked.source == str(raw)
     # and the raw folder itself, as a flat folder
     flat = load_dataset("mnist", data_dir=mnist_dir / "mnist" / "MNIST" / "raw", val_size=0.1)
     assert flat.fingerprint == splits.fingerprint
