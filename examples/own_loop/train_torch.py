@@ -84,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 load_if_exists=True)
     prepare_study(study, artifacts=args.artifacts, dataset="digits", family=FAMILY, n_trials=args.n_trials)
     data = load_study_data(study)  # the splits export and evaluate will rebuild
-    study.optimize(lambda trial: objective(trial, data, args.epochs), n_trials=args.n_trials)
+    # n_trials counts COMPLETE trials, as aiq-search's own studies do: pruned ones do not fill the target
+    target = optuna.study.MaxTrialsCallback(args.n_trials, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) < args.n_trials:
+        study.optimize(lambda trial: objective(trial, data, args.epochs), callbacks=[target])
     best = study.best_trial
     print(f"{study.study_name}: best aIQ {best.value:.4f} (trial {best.number}, "
           f"accuracy {best.user_attrs['accuracy']:.4f}, {best.user_attrs['n_params']:,} parameters)")
