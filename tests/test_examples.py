@@ -47,3 +47,16 @@ def test_search_export_and_evaluate_a_user_family_in_fresh_processes(tmp_path: P
     assert missing.stderr == ("aiq-search: error: architecture family 'tiny_convnet:tiny_convnet': no module named "
                               "'tiny_convnet' can be imported; install the package that provides it or put the "
                               "folder that holds it on PYTHONPATH\n")
+
+
+def test_the_readmes_enqueue_spec_ships_and_fits_the_quickstart(tmp_path: Path) -> None:
+    """README: `aiq-search enqueue studies/quickstart.toml --spec examples/specs/lenet5-8-16-32.json`."""
+    quickstart = (REPO / "studies" / "quickstart.toml").read_text(encoding="utf-8")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "quickstart.toml").write_text(quickstart, encoding="utf-8")
+    spec = REPO / "examples" / "specs" / "lenet5-8-16-32.json"
+    created = aiq_search("create", "studies/quickstart.toml", cwd=tmp_path, pythonpath=[REPO])  # or its `run`
+    assert created.returncode == 0, created.stderr
+    queued = aiq_search("enqueue", "studies/quickstart.toml", "--spec", str(spec), cwd=tmp_path, pythonpath=[REPO])
+    assert queued.returncode == 0, queued.stderr
+    assert queued.stdout.startswith('quickstart: queued {"channels_0": 8, "channels_1": 16, "channels_2": 32')
