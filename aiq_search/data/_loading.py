@@ -81,6 +81,10 @@ def make_splits(name: str, raw: RawData, *, options: Mapping[str, Any] | None = 
     num_classes = raw.num_classes or largest + 1
     if largest >= num_classes:
         raise DataError(f"data set {name!r}: a label is >= its {num_classes} classes")
+    present = np.unique(y_pool)
+    if len(present) < 2:
+        raise DataError(f"data set {name!r}: its training labels hold only class {int(present[0])}; a classifier "
+                        "needs at least 2 classes")
     if raw.test_x is None:
         x_pool, y_pool, x_test, y_test = split_test(x_pool, y_pool, what=f"data set {name!r}")
     value_range = raw.value_range or _observed_range(x_pool, x_test)

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo
 
 from aiq_search.data._core import RawData, resolve_path
-from aiq_search.errors import DataError
+from aiq_search.errors import DataError, one_line, user_frame
 
 ENTRY_POINT_GROUP = "aiq_search.datasets"
 IMPORT_FORM = "your own as 'package.module:function' or an entry point in group 'aiq_search.datasets'"
@@ -115,7 +115,12 @@ class Dataset:
         for key, value in (("data_dir", data_dir), ("download", download)):
             if key in wanted or self._takes_any():
                 kwargs[key] = value
-        raw = self.loader(**kwargs)
+        try:
+            raw = self.loader(**kwargs)
+        except DataError:
+            raise
+        except (Exception, SystemExit) as exc:  # a loader (the user's, or a file it reads) may fail in any way
+            raise DataError(f"data set {self.name!r}: its loader failed: {_one_line(exc)}") from None
         if not isinstance(raw, RawData):
             raise DataError(f"data set {self.name!r}: its loader returned {type(raw).__name__}, "
                             "not aiq_search.data.RawData")
@@ -159,8 +164,8 @@ def get_dataset(name: str) -> Dataset:
         entry = next(iter(found))
         try:
             target = entry.load()
-        except Exception as exc:  # a plugin's import may fail in any way; name it in one line
-            raise DataError(f"data set {name!r}: cannot load entry point {entry.value!r}: {_one_line(exc)}") from exc
+        except (Exception, SystemExit) as exc:  # a plugin's import may fail in any way; name it in one line
+            raise DataError(f"data set {name!r}: cannot load entry point {entry.value!r}: {_one_line(exc)}") from None
     if isinstance(target, Dataset):
         return replace(target, name=name)
     if callable(target):
@@ -177,8 +182,8 @@ def _import(name: str) -> Any:
         sys.path.append(cwd)
     try:
         target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # the user's module may fail in any way; name it in one line
-        raise DataError(f"data set {name!r}: cannot import {module_name}: {_one_line(exc)}") from exc
+    except (Exception, SystemExit) as exc:  # the user's module may fail in any way: a syntax error, sys.exit
+        raise DataError(f"data set {name!r}: cannot import {module_name}: {_one_line(exc)}") from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise DataError(f"data set {name!r}: module {module_name} has no attribute {attribute!r}")
@@ -187,4 +192,5 @@ def _import(name: str) -> Any:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+    where = user_frame(exc)
+    return one_line(exc) + (f" at {where}" if where else "")

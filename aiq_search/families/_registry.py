@@ -16,7 +16,7 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
-from aiq_search.errors import ConfigError
+from aiq_search.errors import ConfigError, one_line, user_frame
 from aiq_search.families._base import Family
 
 __all__ = ["ENTRY_POINT_GROUP", "get_family", "list_families", "register_family"]
@@ -91,8 +91,9 @@ def _import(reference: str) -> Any:
                               "it on PYTHONPATH") from None
         raise ConfigError(f"architecture family {reference!r}: importing {module_name} failed ({exc}); "
                           "install what it needs") from None
-    except ImportError as exc:
-        raise ConfigError(f"architecture family {reference!r}: importing {module_name} failed ({exc})") from None
+    except (Exception, SystemExit) as exc:  # the user's module may fail in any way: a syntax error, sys.exit
+        raise ConfigError(f"architecture family {reference!r}: importing {module_name} failed "
+                          f"({_failure(exc)})") from None
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
@@ -105,10 +106,16 @@ def _import(reference: str) -> Any:
 def _load_entry_point(ep: EntryPoint) -> Any:
     try:
         return ep.load()
-    except (ImportError, AttributeError) as exc:
+    except (Exception, SystemExit) as exc:  # an installed plugin's import may fail in any way
         package = ep.dist.name if ep.dist is not None else "its package"
         raise ConfigError(f"architecture family {ep.name!r} (entry point {ep.value!r} of {package}) cannot be "
-                          f"loaded ({exc}); reinstall {package}") from None
+                          f"loaded ({_failure(exc)}); reinstall {package}") from None
+
+
+def _failure(exc: BaseException) -> str:
+    """An import's failure in one line, with where in the user's file it happened."""
+    where = user_frame(exc)
+    return one_line(exc) + (f" at {where}" if where else "")
 
 
 def _bind(obj: Any, reference: str) -> Family:

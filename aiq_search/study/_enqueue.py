@@ -33,15 +33,38 @@ def spec_params(family: Family, spec: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _study_classes(study: optuna.Study, config: StudyFile) -> int:
+    """The study's class count: from a trial's recorded architecture, else from its data set, loaded."""
+    for trial in study.get_trials(deepcopy=False):
+        architecture = trial.user_attrs.get("architecture")
+        if isinstance(architecture, Mapping) and isinstance(architecture.get("num_classes"), int):
+            return architecture["num_classes"]
+    from aiq_search.study._create import load_device_and_data  # the data, only when no trial says
+
+    return load_device_and_data(config.with_overrides(device="cpu"))[1].num_classes
+
+
 def enqueue_spec(study: optuna.Study, config: StudyFile, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Queue ``spec`` as the study's next trial; returns the enqueued parameters. Refused, in one line, when
     the spec is of another family, another input shape or class count, or outside the study's search space."""
-    family, checked = check_spec(dict(spec))
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"the spec is a JSON {_JSON_KINDS.get(type(spec), type(spec).__name__)}; a spec is a JSON "
+                          'object, e.g. {"family": "lenet5", "input_shape": [1, 28, 28], "num_classes": 10, ...}')
+    try:
+        family, checked = check_spec(dict(spec))
+    except RecursionError:
+        raise ConfigError("the spec is nested too deeply to be a network's spec") from None
     if family.name != config.search.resolve().name:
         raise ConfigError(f"the spec is a {family.name} network; the study searches {config.search.family}")
     recorded = study_settings(study).data["input"]["shape"]
     if checked["input_shape"] != recorded:
         raise ConfigError(f"the spec takes inputs {checked['input_shape']}; the study's data are {recorded}")
+    classes = _study_classes(study, config)
+    if checked["num_classes"] != classes:
+        raise ConfigError(f"the spec has {checked['num_classes']} classes; the study's data have {classes}")
     space = config.search.space()
     params = {}
     for name, value in spec_params(family, checked).items():

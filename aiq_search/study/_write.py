@@ -100,14 +100,20 @@ def save_weights(trial: optuna.Trial, model: torch.nn.Module, store: Any) -> str
 
 # what `record_scores` writes: a trained trial's results, which a repeat of its architecture shares
 SCORE_KEYS = ("aiq", "accuracy", "val_accuracy", "test_accuracy", "network_efficiency", "layer_efficiencies",
-              "epochs", "train_seconds", "device", "weights_artifact_id", "history")
+              "epochs", "train_seconds", "device", "weights_artifact_id", "history", "train_accuracy",
+              "predicted_classes", "warnings")
 
 
 def record_scores(trial: optuna.Trial, *, accuracy: float, efficiency: EfficiencyReport, metrics: MetricsConfig,
                   test_accuracy: float, val_accuracy: float, epochs: int, seconds: float, device: str,
-                  weights_artifact_id: str, history: list[dict[str, Any]] | None = None) -> float:
+                  weights_artifact_id: str, history: list[dict[str, Any]] | None = None,
+                  train_accuracy: float | None = None, predicted_classes: int | None = None,
+                  warnings: list[str] | None = None) -> float:
     """Record a trained trial's scores (``accuracy`` and ``efficiency`` from one pass over the evaluation
-    split), optionally its per-epoch ``history``, and return its aIQ."""
+    split), optionally its per-epoch ``history``, its training accuracy, how many classes it predicts on the
+    evaluation split and why its scores may mean little (``warnings``), and return its aIQ."""
+    optional = {"history": history, "train_accuracy": train_accuracy, "predicted_classes": predicted_classes,
+                "warnings": warnings}
     score = metrics.aiq(efficiency.network, accuracy)
     _set_user_attrs(trial, {
         "aiq": score,
@@ -120,7 +126,7 @@ def record_scores(trial: optuna.Trial, *, accuracy: float, efficiency: Efficienc
         "train_seconds": seconds,
         "device": device,
         "weights_artifact_id": weights_artifact_id,
-        **({"history": history} if history is not None else {}),
+        **{key: value for key, value in optional.items() if value is not None},
     })
     return score
 

@@ -74,6 +74,8 @@ class TrainResult:
     seconds: float
     device: str
     history: list[dict[str, Any]]
+    train_accuracy: float  # the best epoch's, on the training batches as trained (training mode)
+    predicted_classes: int  # distinct classes predicted on eval_split
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -96,23 +98,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
     """Fraction of ``x`` classified as ``y`` in eval mode; the model's mode is restored afterwards."""
+    return _classify(model, x, y, batch_size)[0]
+
+
+def _classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, int]:
+    """`_accuracy`, and how many distinct classes the model predicts on ``x`` (1: a network that answers one
+    class whatever it is shown, e.g. one whose BatchNorm statistics are off in eval mode)."""
     if x.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty split")
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     finite = torch.ones((), dtype=torch.bool, device=x.device)
+    predicted: torch.Tensor | None = None
     try:
         with torch.inference_mode():
             for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
                 logits = model(xb)
                 finite &= torch.isfinite(logits).all()
-                correct += (logits.argmax(1) == yb).sum()
+                guesses = logits.argmax(1)
+                correct += (guesses == yb).sum()
+                seen = torch.bincount(guesses, minlength=logits.shape[1]) > 0
+                predicted = seen if predicted is None else predicted | seen
     finally:
         model.train(was_training)
     if not bool(finite):
         raise DivergenceError("the model's outputs are NaN or infinite: training has diverged")
-    return int(correct) / x.shape[0]
+    assert predicted is not None  # x is not empty
+    return int(correct) / x.shape[0], int(predicted.sum())
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000,
@@ -218,6 +231,7 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig = DEFAULT_TRAI
         # differently, and a unit sitting at zero could flip and change a count that an export re-measures.
         eval_accuracy, efficiency = evaluate(model, *data.split(eval_split), metrics=metrics)
     test_accuracy = eval_accuracy if eval_split == "test" else _accuracy(model, data.test_x, data.test_y, 1000)
+    predicted_classes = _classify(model, *data.split(eval_split), 1000)[1]
     return TrainResult(
         val_accuracy=val_accuracy,
         test_accuracy=test_accuracy,
@@ -229,4 +243,6 @@ def train(model: nn.Module, data: DataSplits, config: TrainConfig = DEFAULT_TRAI
         seconds=time.perf_counter() - started,
         device=str(dev),
         history=history,
+        train_accuracy=history[best_epoch - 1]["train_accuracy"],
+        predicted_classes=predicted_classes,
     )

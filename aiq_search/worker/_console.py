@@ -1,6 +1,7 @@
 """What a worker shows in its terminal: a live bar (rich) with where the whole study stands — trials by
 state, the running trial's epoch, the best aIQ and an estimate of the time left — and one line per finished
-trial. ``bar=False`` (quiet mode, logs, launched workers) keeps only the lines."""
+trial (with its warnings: `aiq_search.worker._doubts`; a failure as `aiq_search.worker._faults` tells it).
+``bar=False`` (quiet mode, logs, launched workers) keeps only the lines."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from aiq_search.readers import TrialRow, best_rows
 from aiq_search.training import EpochReport
+from aiq_search.worker._faults import Faults
 
 __all__ = ["Display", "time_left"]
 
@@ -42,8 +44,10 @@ class Display:
     """The bar counts COMPLETE trials towards ``n_trials``; its text names the trial and epoch this worker
     runs, the study's trials by state, its best aIQ and the time left."""
 
-    def __init__(self, console: Console | None, n_trials: int, max_epochs: int, *, bar: bool, prefix: str) -> None:
+    def __init__(self, console: Console | None, n_trials: int, max_epochs: int, *, bar: bool, prefix: str,
+                 faults: Faults | None = None) -> None:
         self.console = console
+        self.faults = faults
         self.prefix = prefix
         self.n_trials = n_trials
         self.max_epochs = max_epochs
@@ -99,14 +103,20 @@ class Display:
         self.doing = "next trial"
         self.study(study)
         row = TrialRow.of(trial)
+        fault = self.faults.faults.get(trial.number) if self.faults is not None else None
+        if fault is not None and fault.fatal is not None:
+            return  # the worker stops with a line that says it all
         if trial.state == TrialState.COMPLETE:
             detail = (f"aIQ {row.aiq:.4f}  accuracy {row.accuracy:.4f}  {row.n_params:,} params  "
                       f"efficiency {row.network_efficiency:.3f}  {row.epochs} epochs")
         elif trial.state == TrialState.FAIL:
-            detail = row.fail_reason or "failed"
+            detail = fault.line() if fault is not None else row.fail_reason or "failed"
         else:
             detail = f"after {len(trial.intermediate_values)} epochs"
         self.line(f"trial {trial.number} {trial.state.name.lower()}: {detail}")
+        doubts = trial.user_attrs.get("warnings") if trial.state == TrialState.COMPLETE else None
+        if doubts:
+            self.line(f"trial {trial.number} warning: {'; '.join(doubts)}")
 
     def line(self, text: str) -> None:
         if self.console is not None:

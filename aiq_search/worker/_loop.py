@@ -38,8 +38,9 @@ from aiq_search.study import (
 )
 from aiq_search.studyfile import StudyFile
 from aiq_search.worker._console import Display
+from aiq_search.worker._faults import Faults, storage_error, storage_failure
 from aiq_search.worker._interrupt import deferred as ctrl_c_deferred
-from aiq_search.worker._objective import Objective
+from aiq_search.worker._objective import Objective, check_network
 from aiq_search.worker._quota import Places
 
 __all__ = ["Interrupted", "RunSummary", "run_study", "work_on_study"]
@@ -98,24 +99,30 @@ class _DashboardRefresher:
 
 
 class _Tally:
-    """After each trial: count it, stop a worker whose trials keep failing, and ask for the next place."""
+    """After each trial: count it, stop a worker whose trials keep failing or whose failure is fatal
+    (`Faults.fatal`), and ask for the next place."""
 
-    def __init__(self, places: Places) -> None:
+    def __init__(self, places: Places, faults: Faults) -> None:
         self.places = places
+        self.faults = faults
         self.ran = 0
         self.failures_in_a_row = 0
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.count(trial.state == TrialState.FAIL, trial.user_attrs.get("fail_reason"))
+        if self.faults.fatal is not None:
+            raise self.faults.fatal
+        detail = self.faults.detail(trial.number) or trial.user_attrs.get("fail_reason") or "no reason recorded"
+        self.count(trial.state == TrialState.FAIL, f"{detail} (trial {trial.number})")
         if not self.places.may_start():
             study.stop()
 
-    def count(self, failed: bool, reason: str | None) -> None:
+    def count(self, failed: bool, reason: str) -> None:
         self.ran += 1
         self.failures_in_a_row = self.failures_in_a_row + 1 if failed else 0
         if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             raise AiqSearchError(f"{self.failures_in_a_row} trials in a row failed in this worker; the last: "
-                                 f"{reason or 'no reason recorded'}")
+                                 f"{reason}; the worker stops: fix what it names (the "
+                                 "code, or the study file's settings) and run again (finished trials are kept)")
 
 
 def _trial(study: optuna.Study, number: int | None) -> FrozenTrial | None:
@@ -172,21 +179,25 @@ def _optimize(study: optuna.Study, objective: Objective, places: Places, tally: 
 
 def work_on_study(study: optuna.Study, config: StudyFile, *, storage: BaseStorage, label: str | None = None,
                   console: Console | None = None, progress_bar: bool = True,
-                  device_and_data: tuple[torch.device, DataSplits] | None = None) -> RunSummary:
+                  device_and_data: tuple[torch.device, DataSplits] | None = None,
+                  show_traceback: bool = False) -> RunSummary:
     """Run trials of ``study`` in this process until it has ``config.study.n_trials`` COMPLETE trials, its
     timeout has passed or its sampler stops it. ``storage`` is the one ``study`` was loaded from (for the
-    dashboard's figure). Safe to run in many processes on one study."""
+    dashboard's figure). A failed trial's traceback goes to a log file its line names, or with
+    ``show_traceback`` to stderr (`aiq_search.worker._faults`). Safe to run in many processes on one study."""
     device, data = device_and_data or load_device_and_data(config)
     started = time.monotonic()
     n_trials = config.study.n_trials
     deadline = started + config.study.timeout if config.study.timeout is not None else None
+    faults = Faults(study.study_name, storage=config.study.storage, show_traceback=show_traceback)
     with Display(console, n_trials, config.training.max_epochs, bar=progress_bar,
-                 prefix=f"[{label}] " if label else "") as display:
+                 prefix=f"[{label}] " if label else "", faults=faults) as display:
         places = Places(study, n_trials, deadline=deadline, poll_s=min(2.0, config.study.heartbeat_interval / 2),
                         on_wait=display.waiting)
-        tally = _Tally(places)
+        tally = _Tally(places, faults)
         display.study(study)
-        objective = Objective(config, data, device, places, on_start=display.started, on_epoch=display.epoch)
+        objective = Objective(config, data, device, places, on_start=display.started, on_epoch=display.epoch,
+                              faults=faults)
         refresher = _DashboardRefresher(storage)
         try:
             _optimize(study, objective, places, tally, display, [display.finished, refresher, tally],
@@ -195,9 +206,12 @@ def work_on_study(study: optuna.Study, config: StudyFile, *, storage: BaseStorag
             raise _interrupted(study, objective.trial_number) from None
         except Exception as exc:
             outage = outage_behind(exc)
-            if outage is None:
+            if outage is not None:
+                raise outage from None
+            root = storage_failure(exc)
+            if root is None:
                 raise
-            raise outage from None
+            raise storage_error(root, config.study.storage) from None
         refresher.flush(study)
     trials = study.get_trials(deepcopy=False)
     return RunSummary(study.study_name, redact(config.study.storage), n_trials, dict(count_states(trials)), tally.ran,
@@ -205,7 +219,7 @@ def work_on_study(study: optuna.Study, config: StudyFile, *, storage: BaseStorag
 
 
 def run_study(config: StudyFile, *, create: bool = True, worker_index: int = 0, label: str | None = None,
-              console: Console | None = None, progress_bar: bool = True) -> RunSummary:
+              console: Console | None = None, progress_bar: bool = True, show_traceback: bool = False) -> RunSummary:
     """Create (``create``) or join the study of ``config`` and work on it in this process until done.
 
     Re-running resumes: finished trials count towards ``n_trials`` and are never repeated.
@@ -214,11 +228,19 @@ def run_study(config: StudyFile, *, create: bool = True, worker_index: int = 0, 
         torch.set_num_threads(config.training.threads)
     # before the storage: a missing data set or artifacts folder must not leave an empty study behind
     device, data = load_device_and_data(config)
+    faults = Faults(config.study.name, show_traceback=show_traceback)
+    check_network(config, data, faults)
     open_artifact_store(config.study.artifacts, create=True)
     study_cfg = config.study
     storage = open_storage(study_cfg.storage, heartbeat_interval=study_cfg.heartbeat_interval,
                            grace_period=study_cfg.grace_period, max_retry=study_cfg.max_retry, create=create,
                            outage_timeout=study_cfg.outage_timeout)
-    study = create_or_load_study(config, storage, create=create, worker_index=worker_index, data=data)
+    try:
+        study = create_or_load_study(config, storage, create=create, worker_index=worker_index, data=data)
+    except Exception as exc:  # e.g. recording the settings on a full disk
+        root = storage_failure(exc)
+        if root is None:
+            raise
+        raise storage_error(root, study_cfg.storage) from None
     return work_on_study(study, config, storage=storage, label=label, console=console, progress_bar=progress_bar,
-                         device_and_data=(device, data))
+                         device_and_data=(device, data), show_traceback=show_traceback)
