@@ -16,22 +16,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictFloat, StrictInt, ValidationError, model_validator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
 from aiq_search.errors import AiqSearchError
+from aiq_search.export._model import RawInputModel
+from aiq_search.export._spec import check_architecture
 from aiq_search.families import build_model
 from aiq_search.metrics import EvalSplit, MetricsConfig
 from aiq_search.study import WEIGHTS_FILE
 
 __all__ = ["ARCHITECTURE_FILE", "INPUT_FILE", "MANIFEST_FILE", "METRICS_FILE", "ONNX_FILE", "WEIGHTS_FILE",
-           "InputFormat", "Manifest", "Metrics", "RawInputModel", "build_network", "load_exported", "read_input_format",
+           "InputFormat", "Manifest", "Metrics", "build_network", "load_exported", "read_input_format",
            "read_metrics", "verify", "write_manifest"]
 
 ARCHITECTURE_FILE = "architecture.json"
@@ -131,6 +133,8 @@ def _read_json(folder: Path, name: str) -> Any:
         raise AiqSearchError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # invalid JSON or invalid UTF-8
         raise AiqSearchError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise AiqSearchError(f"{path} is not an export's JSON: it is nested too deeply") from None
 
 
 def _read_record(folder: Path, name: str, record: type[_R]) -> _R:
@@ -176,11 +180,23 @@ def write_manifest(folder: str | Path) -> Path:
     return folder / MANIFEST_FILE
 
 
+def _own_files(folder: Path) -> None:
+    """Refuse a file of the export that is a symbolic link or resolves outside ``folder``: the manifest
+    vouches for the folder's own files, and a link would make every reader follow it elsewhere."""
+    inside = folder.resolve()
+    for name in (MANIFEST_FILE, *KNOWN_FILES):
+        path = folder / name
+        if path.is_symlink() or (path.exists() and path.resolve().parent != inside):
+            raise AiqSearchError(f"{path} is a link, not a file of the export; an export's files are its own "
+                                 "(copy the file into the folder)")
+
+
 def verify(directory: str | Path) -> Path:
     """``directory`` as a Path if it is a complete export whose files are those its manifest lists."""
     folder = Path(directory)
     if not folder.is_dir():
         raise AiqSearchError(f"{folder} is not a folder" if folder.exists() else f"{folder} does not exist")
+    _own_files(folder)
     if not (folder / MANIFEST_FILE).is_file():
         raise AiqSearchError(f"{folder} is not a complete export: it has no {MANIFEST_FILE} (the export was "
                              "interrupted, or written by an older aiq-search); export the trial again")
@@ -213,18 +229,15 @@ def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise AiqSearchError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
-def build_network(folder: str | Path) -> nn.Module:
+def build_network(folder: str | Path, *, trust_modules: Collection[str] = ()) -> nn.Module:
     """The trained network of an export folder (no manifest check: export calls it before sealing one).
 
-    The architecture is first built on the meta device and compared with the weights' header, so a spec
-    that does not fit the weights is refused before any memory is spent on it."""
+    The architecture is first checked (`check_architecture`: a known or trusted family, built on the meta
+    device) and compared with the weights' header, so a spec that does not fit the weights is refused
+    before any memory is spent on it."""
     folder = Path(folder)
     spec = _read_json(folder, ARCHITECTURE_FILE)
-    try:
-        with torch.device("meta"):
-            expected = {k: (tuple(v.shape), v.dtype) for k, v in build_model(spec).state_dict().items()}
-    except (ValueError, TypeError) as exc:
-        raise AiqSearchError(f"{folder / ARCHITECTURE_FILE}: {exc}") from None
+    expected = check_architecture(spec, str(folder / ARCHITECTURE_FILE), trust_modules=trust_modules)
     shapes = _weight_shapes(folder / WEIGHTS_FILE)
     fit = f"{folder / WEIGHTS_FILE} does not fit {ARCHITECTURE_FILE}"
     if set(shapes) != set(expected):
@@ -247,47 +260,20 @@ def build_network(folder: str | Path) -> nn.Module:
     return model.eval()
 
 
-class Normalize(nn.Module):
-    """(x - mean) / std per channel in float32, as load_dataset normalizes: the same bits reach the network.
-    The statistics are buffers outside the state dict, so the network's weights file stays its own."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, mean: list[float], std: list[float]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-class RawInputModel(nn.Module):
-    """The deployed model: raw inputs (``input_format``) → `Normalize` → the trained ``network``."""
-
-    def __init__(self, network: nn.Module, input_format: InputFormat) -> None:
-        super().__init__()
-        self.input_format = input_format
-        self.normalize = Normalize(input_format.mean, input_format.std)
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(self.normalize(x))
-
-
 @overload
-def load_exported(directory: str | Path, *, raw: Literal[True] = ...) -> RawInputModel: ...
+def load_exported(directory: str | Path, *, raw: Literal[True] = ...,
+                  trust_modules: Collection[str] = ...) -> RawInputModel: ...
 @overload
-def load_exported(directory: str | Path, *, raw: bool) -> nn.Module: ...
+def load_exported(directory: str | Path, *, raw: bool, trust_modules: Collection[str] = ...) -> nn.Module: ...
 
 
-def load_exported(directory: str | Path, *, raw: bool = True) -> nn.Module:
+def load_exported(directory: str | Path, *, raw: bool = True, trust_modules: Collection[str] = ()) -> nn.Module:
     """The exported model in eval mode. With ``raw`` (the default) it takes the data set's raw inputs as
     input.json describes them and normalizes them itself (a `RawInputModel`); ``raw=False`` gives the bare
-    trained network, which expects inputs already normalized with input.json's mean and std."""
+    trained network, which expects inputs already normalized with input.json's mean and std.
+    ``trust_modules``: modules a family named by import path may import (see `check_architecture`)."""
     folder = verify(directory)
-    network = build_network(folder)
+    network = build_network(folder, trust_modules=trust_modules)
     if not raw:
         return network
     input_format = read_input_format(folder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from aiq_search.families import count_parameters
 
 __all__ = ["ExportCheck", "OnnxCheck", "check_onnx", "verify_export"]
 
-# onnxruntime's kernels round differently from PyTorch's: logits may differ by this much, relative to the
-# largest logit (at least 1), but no prediction may change.
+# onnxruntime's kernels round differently from PyTorch's: logits may differ by this much times the largest
+# |logit| (at least 1), but no prediction may change.
 ONNX_TOLERANCE = 1e-4
 
 
@@ -36,11 +37,19 @@ class OnnxCheck:
     accuracy: float
     differing_predictions: int
     max_logit_difference: float
+    largest_logit: float
     tolerance: float
 
     @property
     def ok(self) -> bool:
         return self.differing_predictions == 0 and self.max_logit_difference <= self.tolerance
+
+    def describe(self) -> str:
+        """One line saying what was compared, with the tolerance as it is computed."""
+        return (f"{ONNX_FILE} in onnxruntime on raw test inputs: {self.differing_predictions} predictions differ "
+                f"from PyTorch's, largest logit difference {self.max_logit_difference:.2e} (tolerance "
+                f"{ONNX_TOLERANCE:g} × max(1, largest |logit| {self.largest_logit:.3g}) = {self.tolerance:.2e})"
+                f"{'' if self.ok else '   DIFFERS'}")
 
 
 def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
@@ -69,11 +78,13 @@ def check_onnx(path: str | Path, model: torch.nn.Module, x: torch.Tensor, y: tor
     if got.shape != expected.shape:
         raise AiqSearchError(f"{path} gives logits of shape {list(got.shape)}, PyTorch {list(expected.shape)}")
     labels = y.cpu().numpy()
+    largest = float(np.abs(expected).max())
     return OnnxCheck(
         accuracy=int((got.argmax(1) == labels).sum()) / len(labels),
         differing_predictions=int((got.argmax(1) != expected.argmax(1)).sum()),
         max_logit_difference=float(np.abs(got - expected).max()),
-        tolerance=ONNX_TOLERANCE * max(1.0, float(np.abs(expected).max())),
+        largest_logit=largest,
+        tolerance=ONNX_TOLERANCE * max(1.0, largest),
     )
 
 
@@ -102,15 +113,38 @@ class ExportCheck:
         """Every recorded number measured again identically, and the ONNX check (if run) passed."""
         return all(r == m for r, m in self.compared.values()) and (self.onnx is None or self.onnx.ok)
 
+    def lines(self) -> list[str]:
+        """The report `aiq-search evaluate` prints: a table in columns as wide as their longest entry
+        (a zero never shows as -0.0), the ONNX line, the notes and the verdict."""
+        rows = [(name, _shown(r), _shown(m), "" if r == m else "DIFFERS") for name, (r, m) in self.compared.items()]
+        rows.insert(0, ("", "recorded", "measured", ""))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        table = [f"{n:<{widths[0]}}  {r:>{widths[1]}}  {m:>{widths[2]}}  {mark}".rstrip() for n, r, m, mark in rows]
+        return [f"trial #{self.trial} of {self.study}, {self.split} split of {self.dataset} on {self.device}", *table,
+                *([self.onnx.describe()] if self.onnx is not None else []), *self.notes,
+                "all equal" if self.equal else "some numbers differ from the recorded ones"]
 
-def verify_export(directory: str | Path, *, data_dir: str | Path | None = None,
-                  device: str | None = None) -> ExportCheck:
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "missing"
+    return str(0.0 if isinstance(value, float) and value == 0 else value)  # -0.0 == 0.0: shown as 0.0
+
+
+def verify_export(directory: str | Path, *, data_dir: str | Path | None = None, device: str | None = None,
+                  trust_modules: Collection[str] = ()) -> ExportCheck:
     """Measure an exported model again on its recorded split, from RAW inputs, and compare with
-    metrics.json exactly; run model.onnx (if there) in onnxruntime on the raw test inputs.
+    metrics.json exactly; run model.onnx (if there) in onnxruntime on the raw test inputs: a folder with a
+    model.onnx that cannot be checked here (no onnxruntime) is refused, never reported equal.
+    ``trust_modules``: modules a family named by import path may import (see `check_architecture`).
     Bad folders and files raise `AiqSearchError` (one line)."""
     folder = verify(directory)
+    has_onnx = (folder / ONNX_FILE).is_file()
+    if has_onnx and importlib.util.find_spec("onnxruntime") is None:
+        raise AiqSearchError(f"{folder / ONNX_FILE} cannot be checked: onnxruntime is not installed "
+                             "(pip install 'aiq-search[export]')")
     recorded = read_metrics(folder)
-    model = load_exported(folder)
+    model = load_exported(folder, trust_modules=trust_modules)
     try:
         dev = training.resolve_device(device or _default_device(recorded.device))
     except ValueError as exc:
@@ -152,12 +186,9 @@ def verify_export(directory: str | Path, *, data_dir: str | Path | None = None,
     for name in dict.fromkeys([*recorded.layer_efficiencies, *measured_layers]):
         compared[f"efficiency {name}"] = (recorded.layer_efficiencies.get(name), measured_layers.get(name))
     onnx, notes = None, []
-    if (folder / ONNX_FILE).is_file():
-        if importlib.util.find_spec("onnxruntime") is None:
-            notes.append(f"{ONNX_FILE} not checked: onnxruntime is not installed (pip install 'aiq-search[export]')")
-        else:
-            onnx = check_onnx(folder / ONNX_FILE, model, *data.split("test"))
-            compared["onnx test_accuracy"] = (recorded.test_accuracy, onnx.accuracy)
+    if has_onnx:
+        onnx = check_onnx(folder / ONNX_FILE, model, *data.split("test"))
+        compared["onnx test_accuracy"] = (recorded.test_accuracy, onnx.accuracy)
     else:
         notes.append(f"no {ONNX_FILE} in the export")
     return ExportCheck(study=recorded.study, trial=recorded.trial, dataset=settings.dataset, split=split,

@@ -13,12 +13,13 @@ import importlib.util
 import json
 import shutil
 import sys
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import optuna
 import torch
-from optuna.artifacts import download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 from pydantic import ValidationError
@@ -32,10 +33,11 @@ from aiq_search.export._folder import (
     ONNX_FILE,
     WEIGHTS_FILE,
     InputFormat,
-    RawInputModel,
     build_network,
     write_manifest,
 )
+from aiq_search.export._model import RawInputModel
+from aiq_search.export._spec import check_architecture
 from aiq_search.study import (
     RecordedSettings,
     by_aiq,
@@ -45,9 +47,10 @@ from aiq_search.study import (
     study_settings,
 )
 
-__all__ = ["WHICH", "export_trials", "onnx_available", "select_trials"]
+__all__ = ["EXPORTS_DIR", "WHICH", "default_out_dir", "export_trials", "onnx_available", "select_trials"]
 
 WHICH = ("best", "pareto", "top")
+EXPORTS_DIR = Path("exports")
 PARTIAL_GLOB = ".trial-*.partial"
 
 
@@ -134,38 +137,95 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
 
 
-def _write_trial(study: optuna.Study, settings: RecordedSettings, input_format: InputFormat, trial: FrozenTrial,
-                 artifact_dir: str, folder: Path) -> None:
-    _write_json(folder / ARCHITECTURE_FILE, _attr(trial, "architecture"))
+def default_out_dir(study_name: str) -> Path:
+    """``exports/<study name>``, where the command line exports by default, the name made one safe folder
+    name as `plot` makes it one file name (``../../x`` -> ``exports/_.._x``): a study's name never chooses
+    where files go."""
+    from aiq_search.readers import safe_filename
+
+    return EXPORTS_DIR / safe_filename(study_name)
+
+
+class _Store(Protocol):
+    """What export needs of an artifact store (Optuna's file system and S3 stores alike)."""
+
+    def open_reader(self, artifact_id: str) -> BinaryIO: ...
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A trial checked for export before anything is written: its records and its weights' reader."""
+
+    trial: FrozenTrial
+    architecture: Any
+    metrics: dict[str, Any]
+    weights: Callable[[], BinaryIO]
+
+
+def _weights_reader(store: _Store, trial: FrozenTrial, artifact_dir: str) -> Callable[[], BinaryIO]:
+    """Opens the trial's weights artifact; opened once at once, so a missing one is refused before writing."""
+    artifact_id = str(_attr(trial, "weights_artifact_id"))
+
+    def open_weights() -> BinaryIO:
+        try:
+            return store.open_reader(artifact_id)
+        except ArtifactNotFound:
+            raise StorageError(f"trial {trial.number}: its weights (artifact {artifact_id}) are not in "
+                               f"{artifact_dir}; give the folder that holds them with --artifacts") from None
+        except ValueError:  # Optuna refuses an id that leads out of the store (absolute, or with "..")
+            raise StorageError(f"trial {trial.number}: its weights_artifact_id {artifact_id!r} is not an "
+                               f"artifact in {artifact_dir}") from None
+
+    open_weights().close()
+    return open_weights
+
+
+def _plan(study: optuna.Study, settings: RecordedSettings, trial: FrozenTrial, store: _Store,
+          artifact_dir: str, trust_modules: Collection[str]) -> _Planned:
+    architecture = _attr(trial, "architecture")
+    check_architecture(architecture, f"trial {trial.number} cannot be exported: its recorded architecture",
+                       trust_modules=trust_modules)
+    return _Planned(trial, architecture, _metrics(study, settings, trial),
+                    _weights_reader(store, trial, artifact_dir))
+
+
+def _write_trial(plan: _Planned, input_format: InputFormat, trust_modules: Collection[str], folder: Path) -> None:
+    _write_json(folder / ARCHITECTURE_FILE, plan.architecture)
     _write_json(folder / INPUT_FILE, input_format.model_dump(mode="json"))
-    artifact_id = _attr(trial, "weights_artifact_id")
-    try:
-        download_artifact(artifact_store=open_artifact_store(artifact_dir), artifact_id=str(artifact_id),
-                          file_path=str(folder / WEIGHTS_FILE))
-    except ArtifactNotFound:
-        raise StorageError(f"trial {trial.number}: its weights (artifact {artifact_id}) are not in "
-                           f"{artifact_dir}; give the folder that holds them with --artifacts") from None
-    except ValueError:  # Optuna refuses an id that leads out of the store (absolute, or with "..")
-        raise StorageError(f"trial {trial.number}: its weights_artifact_id {artifact_id!r} is not an "
-                           f"artifact in {artifact_dir}") from None
-    _write_json(folder / METRICS_FILE, _metrics(study, settings, trial))
+    with plan.weights() as reader, (folder / WEIGHTS_FILE).open("xb") as writer:
+        shutil.copyfileobj(reader, writer)
+    _write_json(folder / METRICS_FILE, plan.metrics)
     try:  # proves the weights fit the architecture before anyone relies on them
-        network = build_network(folder)
+        network = build_network(folder, trust_modules=trust_modules)
     except AiqSearchError as exc:
-        raise StorageError(f"trial {trial.number} cannot be exported: {exc}") from None
+        raise StorageError(f"trial {plan.trial.number} cannot be exported: {exc}") from None
     if onnx_available():
         _write_onnx(RawInputModel(network, input_format), input_format.shape, folder / ONNX_FILE)
     write_manifest(folder)  # last: a folder without a valid manifest is an interrupted export
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what mkdir(parents=True) would create)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing = folder
+    return missing
+
+
 def export_trials(study: optuna.Study, out_dir: str | Path, *, which: str = "best", k: int = 1,
-                  force: bool = False, artifacts: str | Path | None = None) -> list[Path]:
+                  force: bool = False, artifacts: str | Path | None = None,
+                  trust_modules: Collection[str] = ()) -> list[Path]:
     """Write one folder per selected trial (``trial-NNNN``) under ``out_dir`` and return them.
 
     A non-empty ``out_dir`` is refused unless ``force``, which replaces only the folders being written.
     ``artifacts`` overrides the artifact directory the study recorded (e.g. a volume mounted elsewhere).
-    Each folder is written under a hidden ``.trial-NNNN.partial`` name and renamed when complete; those
-    an interrupted export left behind are removed first.
+    ``trust_modules``: modules a family named by import path may import (see `check_architecture`).
+    Every trial is checked (records, architecture, weights artifact) before anything is written, and a
+    refused export leaves no folder it created. Each folder is written under a hidden
+    ``.trial-NNNN.partial`` name and renamed when complete; those an interrupted export left behind are
+    removed first.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -173,8 +233,10 @@ def export_trials(study: optuna.Study, out_dir: str | Path, *, which: str = "bes
     settings = study_settings(study)
     trials = select_trials(study, which, k)
     artifact_dir = str(artifacts or settings.artifacts)
-    open_artifact_store(artifact_dir)  # a folder that is not on this machine: one line, before any output
+    store = open_artifact_store(artifact_dir)  # a folder that is not on this machine: one line, before any output
     input_format = _input_format(settings)
+    plans = [_plan(study, settings, trial, store, artifact_dir, trust_modules) for trial in trials]
+    created = _first_missing(out_dir)
     try:
         for stale in out_dir.glob(PARTIAL_GLOB) if out_dir.is_dir() else ():
             shutil.rmtree(stale)
@@ -182,18 +244,21 @@ def export_trials(study: optuna.Study, out_dir: str | Path, *, which: str = "bes
             raise ConfigError(f"{out_dir} is not empty; choose an empty folder or allow replacing "
                               "the exported trials' folders in it (force=True; --force on the command line)")
         out_dir.mkdir(parents=True, exist_ok=True)
-        return [_export_one(study, settings, input_format, trial, artifact_dir, out_dir) for trial in trials]
-    except OSError as exc:
-        raise StorageError(f"cannot export into {out_dir}: {exc}") from None
+        return [_export_one(plan, input_format, trust_modules, out_dir) for plan in plans]
+    except BaseException as exc:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot export into {out_dir}: {exc.strerror or exc}") from None
+        raise
 
 
-def _export_one(study: optuna.Study, settings: RecordedSettings, input_format: InputFormat, trial: FrozenTrial,
-                artifact_dir: str, out_dir: Path) -> Path:
-    folder = out_dir / f"trial-{trial.number:04d}"
+def _export_one(plan: _Planned, input_format: InputFormat, trust_modules: Collection[str], out_dir: Path) -> Path:
+    folder = out_dir / f"trial-{plan.trial.number:04d}"
     partial = out_dir / f".{folder.name}.partial"
     partial.mkdir()
     try:
-        _write_trial(study, settings, input_format, trial, artifact_dir, partial)
+        _write_trial(plan, input_format, trust_modules, partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

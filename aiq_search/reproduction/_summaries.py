@@ -22,7 +22,7 @@ from aiq_search.study import (
 )
 from aiq_search.studyfile import load_study_section
 
-__all__ = ["SUMMARY_VERSION", "grid_size", "load_summary", "shape_key", "summarize_study", "summary_for"]
+__all__ = ["SUMMARY_VERSION", "NotRun", "grid_size", "load_summary", "shape_key", "summarize_study", "summary_for"]
 
 SUMMARY_VERSION = 1
 # What a summary keeps of each epoch of a trial's history.
@@ -92,22 +92,30 @@ def load_summary(path: str | Path) -> dict[str, Any]:
     return summary
 
 
-def summary_for(study_file: str | Path, summaries: Path) -> dict[str, Any]:
-    """The summary of a study file's study: read from its storage when it is there (and written to
-    ``summaries/<study name>.json``), else the one committed there before."""
+class NotRun(StorageError):
+    """A study that has not run yet and has no committed summary: the report lists it as not run."""
+
+
+def summary_for(study_file: str | Path, summaries: Path, *,
+                committed: Path | None = None) -> tuple[dict[str, Any], Path | None]:
+    """The summary of a study file's study, and the file it came from: None when it was read from its
+    storage (the caller writes it to ``summaries/<study name>.json``), else the summary committed before
+    in ``summaries`` or, when that has none, in ``committed`` (the default report's folder). `NotRun` when
+    there is none; a summary file that is not one is a one-line `StorageError`."""
     section = load_study_section(study_file)
-    path = summaries / f"{section.name}.json"
+    places = [summaries / f"{section.name}.json"]
+    if committed is not None and committed.resolve() != summaries.resolve():
+        places.append(committed / f"{section.name}.json")
+    stored = next((path for path in places if path.is_file()), None)
     try:
         summary = summarize_study(section.storage, section.name, file=Path(study_file).as_posix())
     except StorageError:
-        if path.is_file():
-            return load_summary(path)
-        raise StorageError(f"{study_file}: not run yet (no study in its storage, no summary "
-                           f"{path.as_posix()})") from None
+        if stored is not None:
+            return load_summary(stored), stored
+        raise NotRun(f"{study_file}: not run yet (no study in its storage, no summary "
+                     f"{' or '.join(path.as_posix() for path in places)})") from None
     if not summary["trials"]:
-        if path.is_file():
-            return load_summary(path)
-        raise StorageError(f"{study_file}: not run yet (study {section.name!r} has no COMPLETE trial)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return summary
+        if stored is not None:
+            return load_summary(stored), stored
+        raise NotRun(f"{study_file}: not run yet (study {section.name!r} has no COMPLETE trial)")
+    return summary, None
