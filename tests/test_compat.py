@@ -40,7 +40,7 @@ from aiq_search._compat import (
     rdb_engine,
     stale_after_s,
 )
-from aiq_search.readers import PARETO_FIGURE_ID, publish_figures
+from aiq_search.readers import LAYER_FIGURE_ID, PARETO_FIGURE_ID, publish_figures
 from aiq_search.study import holds_optuna_storage, lost_connection, open_storage
 from aiq_search.study._outage import RetryingStorage
 
@@ -261,11 +261,11 @@ def test_optuna_dashboard_serves_the_figure_compat_reads(recorded_study, tmp_pat
     assert publish_figures(study, open_storage(url, create=False))
     storage = RDBStorage(url, skip_table_creation=True)
     study_id = storage.get_study_id_from_name(study.study_name)
-    prefix = f"{DASHBOARD_FIGURE_PREFIX}{PARETO_FIGURE_ID}:"
     keys = [k for k in storage.get_study_system_attrs(study_id) if k.startswith(DASHBOARD_FIGURE_PREFIX)]
-    assert len(keys) > 1 and all(re.fullmatch(re.escape(prefix) + r"\d+", k) for k in keys), (
+    ours_only = "|".join(re.escape(f"{DASHBOARD_FIGURE_PREFIX}{f}:") for f in (PARETO_FIGURE_ID, LAYER_FIGURE_ID))
+    assert len(keys) > 1 and all(re.fullmatch(rf"({ours_only})\d+", k) for k in keys), (
         f"optuna-dashboard {optuna_dashboard.__version__} stores figures under keys {keys}, not "
-        f"{prefix}<i> (DASHBOARD_FIGURE_PREFIX in aiq_search._compat)")
+        f"{DASHBOARD_FIGURE_PREFIX}<figure id>:<i> (DASHBOARD_FIGURE_PREFIX in aiq_search._compat)")
     with serving(make_server("127.0.0.1", 0, optuna_dashboard.wsgi(storage), handler_class=_Quiet)) as root:
         for round_ in ("as published", "after a shorter figure replaced it"):
             ours = dashboard_figure(storage.get_study_system_attrs(study_id), PARETO_FIGURE_ID)

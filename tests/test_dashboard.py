@@ -30,6 +30,7 @@ from aiq_search.cli import build_parser, main
 from aiq_search.errors import StorageError
 from aiq_search.readers import (
     FIGURE_VERSION,
+    LAYER_FIGURE_ID,
     OUTAGE_REASON,
     PARETO_FIGURE_ID,
     DashboardGuard,
@@ -87,7 +88,7 @@ def test_dashboard_command_serves_the_study_and_its_figure(recorded_study, tmp_p
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
                     listed = json.load(response)["study_summaries"]
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # bound, still opening the storage
                 assert server.poll() is None, server.stdout.read()
                 assert time.monotonic() < deadline, "the dashboard did not answer within 60 s"
                 time.sleep(0.2)
@@ -416,3 +417,44 @@ def test_an_outage_that_starts_during_a_request_is_retried(postgres_study, capfd
     engine.dispose()
     err = capfd.readouterr().err
     assert "out of reach, answering 503" in err and "the study storage is back" in err
+
+
+def test_the_dashboard_shows_the_per_layer_efficiency_of_the_best_trials(recorded_study, tmp_path: Path) -> None:
+    study = recorded_study(8)
+    server = open_dashboard(f"sqlite:///{tmp_path / 'study.db'}", port=0)
+    with serving(server) as root:
+        status, body = _http("GET", f"{root}/api/studies/1")
+    assert status == 200
+    served = {f["id"]: json.loads(f["graph_object"]) for f in json.loads(body)["plotly_graph_objects"]}
+    assert set(served) == {PARETO_FIGURE_ID, LAYER_FIGURE_ID}
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    top5 = sorted(complete, key=lambda t: (-t.user_attrs["aiq"], t.number))[:5]
+    layers = served[LAYER_FIGURE_ID]["data"]
+    assert [trace["customdata"][0][0] for trace in layers] == [t.number for t in top5]
+    assert layers[0]["y"] == list(top5[0].user_attrs["layer_efficiencies"].values())
+
+
+def test_the_dashboard_figures_fit_its_half_width_card(recorded_study, tmp_path: Path) -> None:
+    """optuna-dashboard draws each figure in a 450 px card: a note and a 125 px top margin left the plot
+    180 px; the legend beside the axis title covered it."""
+    study = recorded_study(8)
+    storage = _storage(tmp_path)
+    assert publish_figures(study, storage)
+    layouts = {figure_id: stored_figure(storage, study.study_name, figure_id)["layout"]
+               for figure_id in (PARETO_FIGURE_ID, LAYER_FIGURE_ID)}
+    for figure_id, layout in layouts.items():
+        assert not layout.get("annotations") and layout["margin"]["t"] <= 90, figure_id
+        assert len(layout["title"]["text"]) <= 40, figure_id
+    legend = layouts[LAYER_FIGURE_ID]["legend"]
+    assert legend["orientation"] == "h" and legend["y"] >= 1  # above the plot, clear of the layer labels
+    legend = layouts[PARETO_FIGURE_ID]["legend"]
+    assert (legend["x"], legend["xanchor"], legend["y"], legend["yanchor"]) == (0.99, "right", 0.01, "bottom")
+
+
+def test_a_read_only_dashboard_writes_nothing_at_startup(recorded_study, tmp_path: Path) -> None:
+    study = recorded_study(4)
+    server = open_dashboard(f"sqlite:///{tmp_path / 'study.db'}", port=0, allow_writes=False)
+    server.server_close()
+    assert server.studies == [study.study_name] and server.read_only
+    assert stored_figure(_storage(tmp_path), study.study_name) is None
+    assert optuna.load_study(study_name=study.study_name, storage=_storage(tmp_path)).metric_names is None

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
 import plotly.offline
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from aiq_search import readers
 from aiq_search.cli import main
@@ -172,3 +173,68 @@ def test_making_the_report_imports_neither_torch_nor_scikit_learn(recorded_study
                           env=os.environ.copy(), check=True)
     assert done.stdout.splitlines()[-1] == "[]"
     assert (tmp_path / "r.html").is_file()
+
+
+def _mobilenet_like_study(n_layers: int = 53, n_trials: int = 6) -> optuna.Study:
+    """An own-loop-like study of a 53-layer network whose trials all have a dead layer (aIQ 0), as a user's
+    MobileNetV3 gives: long module names, every score 0."""
+    study = optuna.create_study(study_name="mobilenet", direction="maximize")
+    config = {"study": {"name": "mobilenet", "mode": "aiq", "eval_split": "validation", "n_trials": n_trials},
+              "data": {"dataset": "digits"}, "search": {"family": None},
+              "metrics": {"beta": 2.0, "alpha": 1.0, "layers": None}}
+    study.set_user_attr("aiq_search", {"config": config, "data": {"data_dir": None}, "artifacts": "artifacts"})
+    names = [f"features.{i // 3}.block.{i % 3}.{('expand', 'depthwise', 'project')[i % 3]}.conv"
+             for i in range(n_layers)]
+    for number in range(n_trials):
+        layers = {name: (0.0 if i in (number, 40) else 0.05 + 0.9 * ((i * 7 + number) % 10) / 10)
+                  for i, name in enumerate(names)}
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.0, user_attrs={
+            "aiq": 0.0, "accuracy": 0.1 * (number + 1), "test_accuracy": 0.1, "val_accuracy": 0.1,
+            "n_params": 1_000_000 + number, "network_efficiency": 0.0, "layer_efficiencies": layers,
+            "epochs": 1, "architecture": {"model": "torchvision.models.MobileNetV3"}}))
+    return study
+
+
+def test_many_layers_get_a_per_layer_figure_whose_labels_and_legend_do_not_collide(tmp_path: Path) -> None:
+    study = _mobilenet_like_study()
+    page = readers.write_report(study, tmp_path / "report.html").read_text(encoding="utf-8")
+    layers = _figures_in(page)[2]
+    *trials, dead = layers["data"]
+    assert len(trials) == 5 and all(t["type"] == "scatter" and t["mode"] == "lines+markers" for t in trials)
+    longest = max(len(name) for name in study.trials[0].user_attrs["layer_efficiencies"])
+    layout = layers["layout"]
+    assert layout["xaxis"]["tickangle"] == -45 and layout["margin"]["b"] >= 6 * longest * 0.75
+    assert layout["legend"]["orientation"] == "h" and layout["legend"]["y"] >= 1  # above the plot, not on labels
+    assert dead["name"] == "dead layer (efficiency 0)" and dead["marker"]["symbol"] == "x"
+    top5 = sorted(study.trials, key=lambda t: (-t.user_attrs["aiq"], t.number))[:5]
+    expected = [(t.number, name) for t in top5 for name, v in t.user_attrs["layer_efficiencies"].items() if v == 0]
+    assert list(zip(_numbers(dead), dead["x"], strict=True)) == expected and set(dead["y"]) == {0}
+
+
+def test_fractions_keep_their_axes_within_0_and_1_when_every_score_is_0(tmp_path: Path) -> None:
+    page = readers.write_report(_mobilenet_like_study(), tmp_path / "report.html").read_text(encoding="utf-8")
+    pareto, efficiency, layers, history = _figures_in(page)
+    ranges = [pareto["layout"]["yaxis"]["range"], efficiency["layout"]["xaxis"]["range"],
+              efficiency["layout"]["yaxis"]["range"], history["layout"]["yaxis"]["range"],
+              layers["layout"]["yaxis"]["range"]]
+    assert all(-0.05 <= low < high <= 1.05 for low, high in ranges), ranges
+    assert efficiency["layout"]["yaxis"]["range"] == [-0.02, 1.02]  # all 0: the whole range, not ±0.5
+    marker = pareto["data"][0]["marker"]
+    assert (marker["cmin"], marker["cmax"]) == (0, 1)
+
+
+def test_the_report_names_the_dead_layers_of_trials_whose_aiq_is_0(tmp_path: Path) -> None:
+    page = readers.write_report(_mobilenet_like_study(n_trials=3), tmp_path / "report.html").read_text(
+        encoding="utf-8")
+    note = html.unescape(page[page.index('<div class="note">'):])
+    assert "3 trials with aIQ 0" in note and "geometric mean" in note
+    assert ("#0 (accuracy 0.1000, ? model torchvision.models.MobileNetV3): dead: features.0.block.0.expand.conv "
+            "(1 of 53), features.13.block.1.depthwise.conv (41 of 53)") in note
+
+
+def test_the_report_lists_the_warnings_of_its_top_trials(recorded_study, tmp_path: Path) -> None:
+    study = recorded_study(3)
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.999, user_attrs={
+        **study.best_trial.user_attrs, "aiq": 0.999, "warnings": ["predicts one class for every validation input"]}))
+    page = readers.write_report(study, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<li>#5: predicts one class for every validation input</li>" in page

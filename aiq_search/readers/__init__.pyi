@@ -1,6 +1,8 @@
 from ._dashboard import (
     FIGURE_VERSION as FIGURE_VERSION,
+    LAYER_FIGURE_ID as LAYER_FIGURE_ID,
     PARETO_FIGURE_ID as PARETO_FIGURE_ID,
+    card_figures as card_figures,
     open_dashboard as open_dashboard,
     publish_figures as publish_figures,
     serve as serve,
@@ -13,6 +15,7 @@ from ._plots import (
     report_figures as report_figures,
 )
 from ._report import (
+    safe_filename as safe_filename,
     write_report as write_report,
 )
 from ._status import (
@@ -30,6 +33,7 @@ from ._webapp import (
 
 __all__ = [
     "FIGURE_VERSION",
+    "LAYER_FIGURE_ID",
     "OUTAGE_REASON",
     "PARETO_FIGURE_ID",
     "DashboardGuard",
@@ -38,12 +42,14 @@ __all__ = [
     "TrialRow",
     "best_rows",
     "bind",
+    "card_figures",
     "count_label",
     "count_ticks",
     "open_dashboard",
     "pareto_figure",
     "publish_figures",
     "report_figures",
+    "safe_filename",
     "serve",
     "stored_figure",
     "study_status",

@@ -35,8 +35,22 @@ def _customdata(trial: FrozenTrial) -> list[Any]:
     ]
 
 
+def fraction_range(values: list[float]) -> list[float]:
+    """An axis or colour range for fractions (accuracy, efficiency, aIQ): the values with a little room,
+    never outside [0, 1] by more than a marker's half; equal values (e.g. all 0) get the whole [0, 1]
+    rather than plotly's range around them (−0.5 to 1, −0.4 to 0.4)."""
+    low, high = min(values, default=0.0), max(values, default=1.0)
+    if high - low < 1e-9:
+        return [-0.02, 1.02]
+    pad = max(0.02, 0.08 * (high - low))
+    return [max(-0.02, low - pad), min(1.02, high + pad)]
+
+
 def _trial_points(trials: list[FrozenTrial], x: str, y: str) -> go.Scatter:
-    """Every trial as a point at two of its user attributes, colored by aIQ, described on hover."""
+    """Every trial as a point at two of its user attributes, colored by aIQ (on a range within [0, 1]),
+    described on hover."""
+    scores = [t.user_attrs["aiq"] for t in trials]
+    low, high = (max(0.0, end) for end in fraction_range(scores)) if trials else (0.0, 1.0)
     return go.Scatter(
         name="trials",
         x=[t.user_attrs[x] for t in trials],
@@ -44,9 +58,11 @@ def _trial_points(trials: list[FrozenTrial], x: str, y: str) -> go.Scatter:
         mode="markers",
         marker=dict(
             size=9,
-            color=[t.user_attrs["aiq"] for t in trials],
+            color=scores,
             colorscale="Viridis",
-            colorbar=dict(title="aIQ"),
+            cmin=low,
+            cmax=min(1.0, high),
+            colorbar=dict(title=dict(text="aIQ", side="top"), thickness=12),
             line=dict(width=0.5, color="#333"),
         ),
         customdata=[_customdata(t) for t in trials],
@@ -141,7 +157,8 @@ def pareto_figure(trials: list[FrozenTrial], *, eval_split: str = "validation") 
                      ticktext=[count_label(t) for t in ticks])
         fig.add_annotation(text=PARETO_NOTE, xref="paper", yref="paper", x=0, y=1.01, xanchor="left",
                            yanchor="bottom", showarrow=False, align="left", font=dict(size=11, color="#555"))
-    fig = _styled(fig, "aIQ Pareto front: accuracy against parameters", xaxis, dict(title=f"accuracy ({eval_split})"))
+    accuracy = dict(title=f"accuracy ({eval_split})", range=fraction_range([t.user_attrs["accuracy"] for t in trials]))
+    fig = _styled(fig, "aIQ Pareto front: accuracy against parameters", xaxis, accuracy)
     fig.update_layout(margin=dict(t=125))
     return fig
 
@@ -171,27 +188,64 @@ def efficiency_figure(trials: list[FrozenTrial], *, beta: float = 2.0) -> go.Fig
                 hoverinfo="skip",
             )
         )
-    return _styled(fig, "Network efficiency against accuracy", dict(title="accuracy"),
-                   dict(title="network efficiency"))
+    return _styled(fig, "Network efficiency against accuracy",
+                   dict(title="accuracy", range=fraction_range([t.user_attrs["accuracy"] for t in trials])),
+                   dict(title="network efficiency", range=fraction_range(
+                       [t.user_attrs["network_efficiency"] for t in trials])))
 
 
-def layer_efficiency_figure(trials: list[FrozenTrial], *, top: int = 5) -> go.Figure:
-    """Per-layer efficiency of the best-aIQ trials: a low bar is a layer whose neurons are mostly wasted."""
+# Above this many probed layers, each trial is one line over the layers rather than a group of bars.
+MANY_LAYERS = 12
+DEAD_COLOR = "#d62728"
+
+
+def _short(name: str, chars: int | None) -> str:
+    """A layer name cut to its last ``chars`` characters (its most specific part), marked with an ellipsis."""
+    return name if chars is None or len(name) <= chars else "…" + name[1 - chars:]
+
+
+def layer_efficiency_figure(trials: list[FrozenTrial], *, top: int = 5, label_chars: int | None = None) -> go.Figure:
+    """Per-layer efficiency of the best-aIQ trials: a low bar is a layer whose neurons are mostly wasted, and a
+    dead layer (efficiency 0, every input gives one state) gets a red cross: one zeroes the network's
+    efficiency and aIQ (a geometric mean). Laid out for any number of layers (a MobileNet has 50): lines
+    instead of bars when there are many, labels slanted with the bottom margin fitted to the longest (cut to
+    ``label_chars``, full on hover), the legend above the plot."""
     fig = go.Figure()
-    for trial in by_aiq(trials)[:top]:
+    best = by_aiq(trials)[:top]
+    names: list[str] = []
+    for trial in best:
+        names += [name for name in trial.user_attrs["layer_efficiencies"] if name not in names]
+    many = len(names) > MANY_LAYERS
+    dead_x: list[str] = []
+    dead_data: list[list[Any]] = []
+    for trial in best:
         layers = trial.user_attrs["layer_efficiencies"]
-        fig.add_trace(
-            go.Bar(
-                name=f"#{trial.number} (aIQ {trial.user_attrs['aiq']:.3f})",
-                x=list(layers),
-                y=list(layers.values()),
-                customdata=[[trial.number, describe_trial(trial)]] * len(layers),
-                hovertemplate="trial #%{customdata[0]} %{x}: efficiency %{y:.4f}<br>%{customdata[1]}<extra></extra>",
-            )
-        )
-    fig.update_layout(barmode="group")
-    return _styled(fig, f"Per-layer efficiency of the top {top} trials by aIQ", dict(title="layer"),
-                   dict(title="layer efficiency (bits per neuron)", range=[0, 1]))
+        data = [[trial.number, describe_trial(trial)]] * len(layers)
+        common = dict(name=f"#{trial.number} (aIQ {trial.user_attrs['aiq']:.3f})", x=list(layers),
+                      y=list(layers.values()), customdata=data,
+                      hovertemplate="trial #%{customdata[0]} %{x}: efficiency %{y:.4f}<br>%{customdata[1]}"
+                                    "<extra></extra>")
+        fig.add_trace(go.Scatter(mode="lines+markers", marker=dict(size=5), **common) if many else go.Bar(**common))
+        dead = [name for name, value in layers.items() if value == 0]
+        dead_x += dead
+        dead_data += [[trial.number, describe_trial(trial)]] * len(dead)
+    if dead_x:
+        fig.add_trace(go.Scatter(name="dead layer (efficiency 0)", x=dead_x, y=[0.0] * len(dead_x), mode="markers",
+                                 marker=dict(symbol="x", size=11, color=DEAD_COLOR), customdata=dead_data,
+                                 hovertemplate="trial #%{customdata[0]} %{x}: dead (efficiency 0)<br>"
+                                               "%{customdata[1]}<extra></extra>"))
+    labels = [_short(name, label_chars) for name in names]
+    longest = max((len(label) for label in labels), default=0)
+    slant = many or longest * len(names) > 60  # horizontal labels would overlap
+    fig.update_layout(barmode="group", margin=dict(b=40 + round(longest * 6 * (0.75 if slant else 0.2)), t=90))
+    fig = _styled(fig, f"Per-layer efficiency of the top {top} trials by aIQ",
+                  dict(title="layer", tickangle=-45 if slant else 0, automargin=True,
+                       categoryorder="array", categoryarray=names, tickfont=dict(size=10 if many else 12),
+                       # shown shortened; plotly still leaves out labels where they would overlap
+                       labelalias={name: label for name, label in zip(names, labels, strict=True) if name != label}),
+                  dict(title="layer efficiency (bits per neuron)", range=[-0.03, 1.03]))
+    fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
+    return fig
 
 
 def history_figure(trials: list[FrozenTrial]) -> go.Figure:
@@ -222,7 +276,8 @@ def history_figure(trials: list[FrozenTrial]) -> go.Figure:
             line=dict(shape="hv", color="#d62728", width=2),
         )
     )
-    return _styled(fig, "Best aIQ so far", dict(title="trial number"), dict(title="aIQ"))
+    return _styled(fig, "Best aIQ so far", dict(title="trial number"),
+                   dict(title="aIQ", range=fraction_range([t.user_attrs["aiq"] for t in trials])))
 
 
 def report_figures(trials: list[FrozenTrial], settings: RecordedSettings) -> list[go.Figure]:

@@ -4,6 +4,7 @@ aiq_search.readers._plots, with plotly.js embedded so that it opens anywhere wit
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from aiq_search.study import (
     RecordedSettings,
     by_aiq,
     count_states,
+    dead_layers,
     describe_trial,
     pareto_front,
     require_complete_trials,
@@ -24,6 +26,13 @@ from aiq_search.study import (
 )
 
 TOP_TRIALS = 10
+
+
+def safe_filename(name: str) -> str:
+    """A study name as one file name that stays in its folder: separators, ``..`` and other characters
+    outside letters, digits, ``.``, ``-`` and ``_`` become ``_``, and no leading dot is kept (a study name
+    is any string, e.g. ``../../x`` or ``/etc/x``)."""
+    return re.sub(r"[^\w.-]+", "_", name).lstrip(".") or "study"
 
 
 def _table(header: list[str], rows: list[list[str]], *, numbers: int) -> str:
@@ -62,6 +71,37 @@ def top_trials_table(trials: list[FrozenTrial], *, top: int = TOP_TRIALS, eval_s
     return _table(header, rows, numbers=7)
 
 
+# Trials named in the report's note on dead layers; the rest are counted.
+DEAD_LISTED = 20
+
+
+def dead_layers_note(trials: list[FrozenTrial]) -> str:
+    """A note naming the trials whose aIQ is 0 and the dead layers (efficiency 0) that made it so: aIQ
+    multiplies the layer efficiencies (a geometric mean), so one dead layer zeroes a whole network, however
+    accurate. Empty when there are none."""
+    zeroed = [t for t in trials if t.user_attrs.get("aiq") == 0 or dead_layers(t)]
+    if not zeroed:
+        return ""
+    items = "".join(
+        f"<li>#{t.number} (accuracy {t.user_attrs['accuracy']:.4f}, {html.escape(describe_trial(t))}): "
+        + (f"dead: {html.escape(', '.join(dead_layers(t)))}" if dead_layers(t) else "no layer at efficiency 0")
+        + "</li>" for t in zeroed[:DEAD_LISTED])
+    more = f"<li>and {len(zeroed) - DEAD_LISTED} more</li>" if len(zeroed) > DEAD_LISTED else ""
+    plural = "s" if len(zeroed) != 1 else ""
+    return (f'<div class="note"><h2>{len(zeroed)} trial{plural} with aIQ 0</h2><p>A layer whose neurons show one '
+            "state for every input has efficiency 0, and the network efficiency (the geometric mean of the layer "
+            "efficiencies), and so aIQ, is then 0 however accurate the network is. The per-layer figure marks "
+            f"such layers with a red cross.</p><ul>{items}{more}</ul></div>")
+
+
+def warnings_note(trials: list[FrozenTrial], *, top: int = TOP_TRIALS) -> str:
+    """The warnings that workers recorded with the ``top`` trials by aIQ (training and evaluation accuracy far
+    apart, one predicted class, dead layers), one item each; empty when there are none."""
+    items = "".join(f"<li>#{t.number}: {html.escape(warning)}</li>" for t in by_aiq(trials)[:top]
+                    for warning in t.user_attrs.get("warnings") or [])
+    return f'<div class="note"><h2>Warnings</h2><ul>{items}</ul></div>' if items else ""
+
+
 def write_report(study: optuna.Study, path: str | Path, *, top: int = TOP_TRIALS) -> Path:
     """Write one HTML page about the study: settings, the ``top`` trials by aIQ, and every figure."""
     path = Path(path)
@@ -85,6 +125,7 @@ table {{ border-collapse: collapse; margin-bottom: 1em; }}
 th, td {{ text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }}
 thead th {{ border-bottom: 1px solid #999; }}
 .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.note {{ border-left: 4px solid #d62728; padding: 0.2em 1em; background: #fdf3f3; }}
 </style>
 </head>
 <body>
@@ -93,6 +134,8 @@ thead th {{ border-bottom: 1px solid #999; }}
 {_settings_table(study, settings)}
 <h2>Top {shown} of {len(trials)} complete trials by aIQ</h2>
 {top_trials_table(trials, top=top, eval_split=settings.eval_split)}
+{warnings_note(trials, top=top)}
+{dead_layers_note(trials)}
 {"".join(divs)}
 </body>
 </html>

@@ -134,6 +134,14 @@ def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return front
 
 
+def dead_layers(trial: FrozenTrial) -> list[str]:
+    """The probed layers whose efficiency is 0 (every input gave one state), in network order, each as
+    ``"name (k of n)"``: one of them makes the geometric mean, the network efficiency and so aIQ 0."""
+    layers = trial.user_attrs.get("layer_efficiencies") or {}
+    return [f"{name} ({k} of {len(layers)})" for k, (name, value) in enumerate(layers.items(), start=1)
+            if value == 0]
+
+
 def describe_trial(trial: FrozenTrial) -> str:
     """One short line for hover text and tables: the summary the trial's family wrote when the trial
     started, else a generic line of its spec (read without importing any family, so readers start fast)."""
