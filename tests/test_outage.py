@@ -108,8 +108,8 @@ def test_an_outage_longer_than_the_timeout_stops_the_worker_with_one_line(
     where = f"storage postgresql+psycopg://postgres@127.0.0.1:{own_postgres.port}/postgres"
     assert start.startswith(f"[worker 0] {where} unreachable (")
     assert start.endswith("; retrying for up to 4 s")
-    assert error.startswith(f"aiq-search: error: {where} unreachable for more than 4 s (outage_timeout), "
-                            "giving up: ")
+    assert error.startswith(f"[worker 0] error: {where} unreachable for more than 4 s (outage_timeout), "
+                            "giving up: ")  # the prefix of the outage's first line: one worker among several
     assert 4 <= waited < 30
     own_postgres.start()  # the stopped worker's trial fails by heartbeat and another worker completes the study
     after = subprocess.run(cli("worker", str(path), "--no-progress"), capture_output=True, text=True, timeout=300)

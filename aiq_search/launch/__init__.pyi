@@ -1,4 +1,5 @@
 from ._local import (
+    STORAGE_ENV as STORAGE_ENV,
     LaunchSummary as LaunchSummary,
     WorkerPlan as WorkerPlan,
     launch as launch,
@@ -16,6 +17,7 @@ from ._ray import (
 
 __all__ = [
     "DEFAULT_MAX_RESTARTS",
+    "STORAGE_ENV",
     "LaunchSummary",
     "RayLaunchSummary",
     "WorkerPlan",

@@ -5,7 +5,8 @@ remote workers behave the same. The launcher creates or resumes the study first,
 it gives each worker a device (round-robin, several per GPU allowed) and an equal share of the CPU threads.
 Workers run in their own session: a Ctrl-C reaches the launcher only, which forwards one SIGINT to each
 worker (their running trials end FAIL "interrupted", finished ones are already stored) and waits; a second
-Ctrl-C kills them.
+Ctrl-C kills them. The storage URL, which may hold a password, reaches the workers in their environment
+(`STORAGE_ENV`), never on their command line, which every user of the machine can read.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiq_search.errors import ConfigError
+from aiq_search.errors import ConfigError, StorageError
 from aiq_search.readers import StudyStatus, study_status
 from aiq_search.study import create_study
 from aiq_search.studyfile import StudyFile
 
-__all__ = ["LaunchSummary", "WorkerPlan", "launch", "plan_workers"]
+__all__ = ["STORAGE_ENV", "LaunchSummary", "WorkerPlan", "launch", "plan_workers"]
+
+# The environment variable in which `aiq-search worker` finds its storage URL when no --storage is given.
+STORAGE_ENV = "AIQ_SEARCH_STORAGE"
 
 # How long interrupted workers get to record their trials' end before they are killed.
 STOP_GRACE_S = 60.0
@@ -51,13 +55,13 @@ def plan_workers(workers: int, devices: Sequence[str], cpu_count: int) -> list[W
 
 @dataclass(frozen=True)
 class LaunchSummary:
-    """How the workers ended and where the study stands."""
+    """How the workers ended and where the study stands (``status`` None: the storage was out of reach)."""
 
     plans: list[WorkerPlan]
     returncodes: list[int]
     interrupted: bool
     seconds: float
-    status: StudyStatus
+    status: StudyStatus | None
 
     @property
     def returncode(self) -> int:
@@ -86,23 +90,26 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def launch(study_file: str | Path, config: StudyFile, *, workers: int, devices: Sequence[str] | None = None,
-           worker_options: Sequence[str] = ()) -> LaunchSummary:
+           worker_options: Sequence[str] = (), shared_database: bool = False) -> LaunchSummary:
     """Run ``workers`` local ``aiq-search worker`` processes on the study until it is done (or Ctrl-C).
 
     ``config`` is ``study_file`` with the command-line overrides applied; ``worker_options`` are those
-    same options, passed on to every worker. A study file's ``threads`` caps each worker's share.
+    same options but the storage (every worker gets ``config``'s in `STORAGE_ENV`), passed on to every
+    worker. A study file's ``threads`` caps each worker's share. ``shared_database``: see
+    `aiq_search.study.check_database`.
     """
     cores = os.cpu_count() or 1
     if config.training.threads is not None:
         cores = min(cores, config.training.threads * workers)
     plans = plan_workers(workers, list(devices or [config.training.device]), cores)
-    create_study(config)  # device, data and artifacts checked here, once, before any worker starts
+    create_study(config, shared_database=shared_database)  # everything checked here, once, before any worker
     started = time.monotonic()
     processes: list[subprocess.Popen[bytes]] = []
     interrupted = False
     try:
         for plan in plans:
-            env = {**os.environ, "OMP_NUM_THREADS": str(plan.threads), "MKL_NUM_THREADS": str(plan.threads)}
+            env = {**os.environ, "OMP_NUM_THREADS": str(plan.threads), "MKL_NUM_THREADS": str(plan.threads),
+                   STORAGE_ENV: config.study.storage}
             command = [sys.executable, "-m", "aiq_search.cli", "worker", str(study_file), *worker_options,
                        "--device", plan.device, "--threads", str(plan.threads),
                        "--worker-index", str(plan.index), "--no-progress"]
@@ -112,6 +119,9 @@ def launch(study_file: str | Path, config: StudyFile, *, workers: int, devices: 
     except KeyboardInterrupt:
         interrupted = True
         _stop(processes)
-    status = study_status(config.study.storage, config.study.name)[0]
+    try:
+        status: StudyStatus | None = study_status(config.study.storage, config.study.name)[0]
+    except StorageError:  # an outage that stopped the workers, each of which said so
+        status = None
     return LaunchSummary(plans, [p.returncode for p in processes], interrupted, time.monotonic() - started,
                          status)

@@ -237,13 +237,16 @@ def _outcome(ray: ModuleType, index: int, ref: Any, killed: bool) -> WorkerOutco
 
 def launch_on_ray(config: StudyFile, *, workers: int, address: str | None = None, cpus_per_worker: float = 1.0,
                   gpus_per_worker: float = 0.0, max_restarts: int = DEFAULT_MAX_RESTARTS,
-                  on_progress: Callable[[str], None] | None = None, poll_s: float = POLL_S) -> RayLaunchSummary:
+                  shared_database: bool = False, on_progress: Callable[[str], None] | None = None,
+                  poll_s: float = POLL_S) -> RayLaunchSummary:
     """Run ``workers`` aiq-search workers as Ray actors on the study of ``config`` until it is done (or Ctrl-C).
 
     ``address`` is a cluster's (``auto``, ``host:port``, ``ray://host:10001``), or None for Ray's default
     (``$RAY_ADDRESS``, the cluster ``ray start`` started on this machine, else a new local instance); a
     process already connected to Ray keeps its connection. ``on_progress`` receives one line whenever
     the study's trials by state, its best aIQ or the number of workers still going change.
+    ``shared_database``: see `aiq_search.study.check_database`. The study file reaches the workers as a
+    task argument and their processes on standard input, so its storage password is on no command line.
     """
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
@@ -260,7 +263,8 @@ def launch_on_ray(config: StudyFile, *, workers: int, address: str | None = None
                                   resources=ray.cluster_resources(), workers=workers,
                                   cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker):
             say(note)
-        create_study(_launcher_config(remote))  # data, artifacts and storage checked once, before any worker
+        # data, artifacts and storage checked once, before any worker
+        create_study(_launcher_config(remote), shared_database=shared_database)
         study = open_study(remote.study.storage, remote.study.name)
         host = ray.remote(WorkerHost).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                                               max_restarts=max_restarts, max_task_retries=max_restarts,

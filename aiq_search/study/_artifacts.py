@@ -23,7 +23,8 @@ from aiq_search.errors import ConfigError, StorageError
 if TYPE_CHECKING:
     from optuna.artifacts import Boto3ArtifactStore
 
-__all__ = ["S3_SCHEME", "S3ArtifactStore", "is_s3", "open_artifact_store", "resolve_location"]
+__all__ = ["S3_SCHEME", "ArtifactFolder", "S3ArtifactStore", "is_s3", "make_artifact_folder", "open_artifact_store",
+           "resolve_location"]
 
 S3_SCHEME = "s3://"
 S3_INSTALL_HINT = "pip install 'aiq-search[s3]'"
@@ -152,21 +153,59 @@ def _open_s3(location: str, create: bool) -> S3ArtifactStore:
     return store
 
 
-def open_artifact_store(location: str, *, create: bool = False) -> FileSystemArtifactStore | S3ArtifactStore:
+def _unwritable(path: Path, exc: OSError) -> StorageError:
+    return StorageError(f"cannot write to the artifacts folder {path}: {exc.strerror or exc}")
+
+
+class ArtifactFolder(FileSystemArtifactStore):
+    """Optuna's `FileSystemArtifactStore`, whose folder is made when it is first needed (the first artifact
+    written, or `make`), not when it is opened: a study that is refused leaves no folder behind."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.path = path
+
+    def make(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from None
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self.make()
+        super().write(artifact_id, content_body)
+
+
+def _check_writable(path: Path) -> None:
+    """That ``path`` is, or can be made, a folder this process writes to, found without making it: a
+    temporary file in the folder, else in its nearest existing parent (which must be a folder)."""
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+
+
+def open_artifact_store(location: str, *, create: bool = False) -> ArtifactFolder | S3ArtifactStore:
     """The artifact store at ``location`` (a folder, or ``s3://bucket/prefix``). ``create`` is for a study that
-    writes: it makes the folder, or proves the bucket is there and writable, so a bad location is one line
-    before any trial trains. Readers get a one-line error when a folder is not there or not a folder (and
-    an S3 store's errors are one line when it is used)."""
+    writes: it proves the folder can be made and written (it is made at the first write, or by
+    `make_artifact_folder` once the study is accepted), or that the bucket is there and writable, so a bad
+    location is one line before any trial trains, and nothing is left behind when the study is refused.
+    Readers get a one-line error when a folder is not there or not a folder (and an S3 store's errors are
+    one line when it is used)."""
     if is_s3(location):
         return _open_s3(location, create)
     path = Path(location).expanduser()
     if create:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=path).close()  # writable: found now, not after a trial has trained
-        except OSError as exc:
-            raise StorageError(f"cannot write to the artifacts folder {path}: {exc.strerror or exc}") from None
-    if not path.is_dir():
+        _check_writable(path)
+    elif not path.is_dir():
         raise StorageError(f"the artifacts folder {path} is not on this machine (or is not a folder); give "
                            "the folder that holds the trials' weights with --artifacts")
-    return FileSystemArtifactStore(str(path))
+    return ArtifactFolder(path)
+
+
+def make_artifact_folder(location: str) -> None:
+    """Make the artifacts folder of a study that was accepted (an S3 location needs none), so readers find
+    it before the first trial has written to it."""
+    if not is_s3(location):
+        ArtifactFolder(Path(location).expanduser()).make()

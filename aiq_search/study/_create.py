@@ -8,25 +8,34 @@ in `MUTABLE_FIELDS` (how long, where and with what a study runs) may differ betw
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
+import sqlalchemy.exc
 import torch
 from optuna.storages import RDBStorage
+from sqlalchemy.engine import make_url
 
+from aiq_search._compat import rdb_engine
 from aiq_search.data import DataSplits, load_dataset
 from aiq_search.errors import ConfigError, StorageError
 from aiq_search.families import Choice
-from aiq_search.study._artifacts import open_artifact_store
+from aiq_search.study._artifacts import make_artifact_folder, open_artifact_store
 from aiq_search.study._records import SETTINGS_ATTR
 from aiq_search.study._samplers import directions, make_pruner, make_sampler
-from aiq_search.study._storage import open_storage, redact
+from aiq_search.study._storage import POSTGRES_CONNECT_TIMEOUT_S, open_storage, redact
 from aiq_search.study._write import input_record, record_settings, settings_value
 from aiq_search.studyfile import StudyFile
 from aiq_search.training import resolve_device
 
-__all__ = ["MUTABLE_FIELDS", "changed_fields", "create_or_load_study", "create_study", "load_device_and_data",
-           "settings_record"]
+__all__ = ["MUTABLE_FIELDS", "changed_fields", "check_database", "create_or_load_study", "create_study",
+           "load_device_and_data", "settings_record"]
+
+# Foreign tables named in the refusal, at most.
+NAMED_TABLES = 3
 
 
 def settings_record(config: StudyFile, data: DataSplits) -> dict[str, Any]:
@@ -84,7 +93,7 @@ def create_or_load_study(config: StudyFile, storage: RDBStorage, *, create: bool
                          worker_index: int = 0, data: DataSplits | None = None) -> optuna.Study:
     """The study named in ``config``: created if ``create`` and absent, else loaded. A study whose mode or
     settings differ from the file's is refused. Creating (``create``, with the loaded ``data``) records the
-    file's settings."""
+    file's settings. The artifacts folder is made once the study is accepted, not before."""
     name = config.study.name
     exists = name in optuna.get_all_study_names(storage)
     if not exists and not create:
@@ -102,6 +111,7 @@ def create_or_load_study(config: StudyFile, storage: RDBStorage, *, create: bool
         if data is None:
             raise ValueError("creating a study records its data set: pass data=")
         record_settings(study, settings_record(config, data))
+    make_artifact_folder(config.study.artifacts)  # accepted: only now is anything made for it
     return study
 
 
@@ -117,11 +127,62 @@ def load_device_and_data(config: StudyFile) -> tuple[torch.device, DataSplits]:
     return device, data.to(device)
 
 
-def create_study(config: StudyFile) -> optuna.Study:
+@functools.cache
+def _optuna_tables() -> frozenset[str]:
+    """The tables of Optuna's own schema, as this Optuna creates them (in a database in memory)."""
+    engine = rdb_engine(RDBStorage("sqlite://"))
+    try:
+        return frozenset(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _tables(url: str) -> list[str]:
+    """The tables of the database at ``url``, asked without creating anything: none for an SQLite file that
+    is not there yet, nor where the database cannot be read (opening the storage says why, in one line)."""
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return []
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:") or not Path(parsed.database).expanduser().is_file():
+            return []
+    elif parsed.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    try:
+        engine = sqlalchemy.create_engine(parsed, connect_args=connect_args)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError):
+        return []
+    try:
+        return sqlalchemy.inspect(engine).get_table_names()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()
+
+
+def check_database(url: str, *, shared: bool = False) -> None:
+    """Refuse to put a study into a database that holds tables that are not Optuna's (someone else's data,
+    which Optuna's tables would join), unless ``shared``; asked before anything is created."""
+    if shared:
+        return
+    foreign = sorted(set(_tables(url)) - _optuna_tables())
+    if foreign:
+        named = ", ".join(foreign[:NAMED_TABLES]) + (f" and {len(foreign) - NAMED_TABLES} more"
+                                                     if len(foreign) > NAMED_TABLES else "")
+        raise StorageError(f"{redact(url)} holds tables that are not Optuna's ({named}); give the study a "
+                           "database of its own, or pass --shared-database (shared_database=True) to add "
+                           "Optuna's tables to it")
+
+
+def create_study(config: StudyFile, *, shared_database: bool = False) -> optuna.Study:
     """Create the study of ``config`` (or record its settings again) without running a trial: the one-shot
-    step before workers join. The device, data set and artifacts folder are checked first, as ``run`` does,
-    so a study that no worker could work on is never created."""
+    step before workers join. The device, data set, artifacts folder and database are checked first, as
+    ``run`` does, so a study that no worker could work on is never created, and a refused one leaves
+    nothing behind. ``shared_database``: see `check_database`."""
     _, data = load_device_and_data(config)
     open_artifact_store(config.study.artifacts, create=True)
+    check_database(config.study.storage, shared=shared_database)
     storage = open_storage(config.study.storage, create=True)
     return create_or_load_study(config, storage, create=True, data=data)
