@@ -196,10 +196,10 @@ def test_compose_commands_work_against_postgres(postgres_url: str, write_study, 
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as response:
                     listed = [s["study_name"] for s in json.load(response)["study_summaries"]]
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # not up yet, or slow to answer
                 assert server_process.poll() is None and time.monotonic() < deadline
                 time.sleep(0.2)
         assert listed == ["tiny"]

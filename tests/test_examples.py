@@ -44,9 +44,9 @@ def test_search_export_and_evaluate_a_user_family_in_fresh_processes(tmp_path: P
     # without the family's folder on PYTHONPATH: one line naming the family and how to make it importable
     missing = aiq_search("evaluate", str(folder), cwd=tmp_path, pythonpath=[REPO])
     assert missing.returncode == 2
-    assert missing.stderr == ("aiq-search: error: architecture family 'tiny_convnet:tiny_convnet': no module named "
-                              "'tiny_convnet' can be imported; install the package that provides it or put the "
-                              "folder that holds it on PYTHONPATH\n")
+    assert missing.stderr == (f"aiq-search: error: {folder / 'architecture.json'}: architecture family "
+                              "'tiny_convnet:tiny_convnet': no module named 'tiny_convnet' can be imported; install "
+                              "the package that provides it or put the folder that holds it on PYTHONPATH\n")
 
 
 def test_the_readmes_enqueue_spec_ships_and_fits_the_quickstart(tmp_path: Path) -> None:

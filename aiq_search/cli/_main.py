@@ -68,6 +68,7 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated devices given out round-robin, e.g. cuda:0,cuda:1 (default: the file's)")
     _add_study_overrides(p)
     _add_ray_options(p)
+    _add_traceback_option(p)
     p.set_defaults(func=_cmd_launch)
 
 
@@ -112,6 +113,8 @@ def _add_study_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[], dest="fields",
                    help="set any field of the study file, e.g. --set training.lr=0.01 --set "
                         "search.width='{low = 8, high = 64}' (TOML values; repeatable)")
+    p.add_argument("--shared-database", action="store_true",
+                   help="create the study in a database that holds other tables too (refused without it)")
 
 
 def _add_work_options(p: argparse.ArgumentParser) -> None:
@@ -120,6 +123,12 @@ def _add_work_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: the file's)")
     p.add_argument("--threads", type=positive_int, metavar="T", help="CPU threads for torch (default: the file's)")
     p.add_argument("--no-progress", action="store_true", help="one line per trial, no live progress bar")
+    _add_traceback_option(p)
+
+
+def _add_traceback_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--traceback", action="store_true", help="print a failed trial's traceback (default: it goes "
+                                                            "to a log file its line names)")
 
 
 def _study_config(args: argparse.Namespace, *, device: str | None = None, threads: int | None = None) -> StudyFile:
@@ -166,19 +175,18 @@ def _log_lines(prefix: str) -> None:
 
 
 class _OptunaNoise(logging.Filter):
-    """Optuna's warnings that say nothing a worker's own lines do not: a trial's failure when it was expected
-    (Ctrl-C, a trial given up as not needed: a traceback each), the "failed with value None" that follows
-    every failure, and a read of trials falling back after its connection was lost (with the statement;
-    the worker goes on, `aiq_search.study._outage`)."""
+    """Optuna's warnings that say nothing a worker's own lines do not: a trial's failure (with a traceback;
+    the worker's own line names the error, where in the user's code, and the log file that holds the
+    traceback: `aiq_search.worker._faults`), the "failed with value None" that follows every failure, and a
+    read of trials falling back after its connection was lost (with the statement; the worker goes on,
+    `aiq_search.study._outage`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from aiq_search.worker import Surplus
-
-        if record.exc_info and isinstance(record.exc_info[1], (KeyboardInterrupt, Surplus)):
-            return False
         message = record.getMessage()
+        trial = message.startswith("Trial ")
         return not (message.startswith("Caught an error from sqlalchemy")
-                    or (message.startswith("Trial ") and message.endswith(" failed with value None.")))
+                    or (trial and " failed with parameters: " in message)
+                    or (trial and message.endswith(" failed with value None.")))
 
 
 def _quiet_optuna() -> None:
@@ -194,18 +202,24 @@ def _quiet_optuna() -> None:
 def _work(args: argparse.Namespace, *, create: bool, worker_index: int, label: str | None) -> int:
     from rich.console import Console
 
+    from aiq_search.study import OutageError, check_database
     from aiq_search.worker import Interrupted, run_study
 
     config = _study_config(args, device=args.device, threads=args.threads)
+    if create:
+        check_database(config.study.storage, shared=args.shared_database)
     _quiet_optuna()
     prefix = f"[{label}] " if label else ""
     _log_lines(prefix or "aiq-search: ")
     try:
         summary = run_study(config, create=create, worker_index=worker_index, label=label, console=Console(),
-                            progress_bar=not args.no_progress)
+                            progress_bar=not args.no_progress, show_traceback=args.traceback)
     except Interrupted as exc:
         print(f"{prefix or 'aiq-search: '}{exc}", file=sys.stderr)
         return 130
+    except OutageError as exc:  # with the prefix of the outage's first line: one worker's among several
+        print(f"{prefix or 'aiq-search: '}error: {exc}", file=sys.stderr)
+        return 2
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(summary.counts.items()))
     print(f"{prefix}{summary.study_name}: {counts} (target {summary.n_trials} complete); this process ran "
           f"{summary.ran} trials in {summary.seconds:.1f} s")
@@ -220,7 +234,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
     from aiq_search.study import create_study, redact
 
     config = _study_config(args)
-    study = create_study(config)
+    study = create_study(config, shared_database=args.shared_database)
     done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     print(f"{study.study_name}: ready in {redact(config.study.storage)} ({done} finished trials, target "
           f"{config.study.n_trials} complete)")
@@ -232,8 +246,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    import os
     import secrets
 
+    from aiq_search.launch import STORAGE_ENV
+
+    args.storage = args.storage or os.environ.get(STORAGE_ENV)  # launch's workers: no password on their command line
     # not the process id: in containers every worker is PID 1
     index = args.worker_index if args.worker_index is not None else secrets.randbelow(2**31)
     return _work(args, create=False, worker_index=index, label=f"worker {index}")
@@ -250,16 +268,22 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         raise ConfigError(f"{', '.join(ray_only)} only apply with --ray")
     config = _study_config(args)
     _quiet_optuna()
+    # the storage (which may hold a password) reaches the workers in their environment, not their command line
     options = [arg for name, value in (("--n-trials", args.n_trials), ("--timeout", args.timeout),
-                                       ("--storage", args.storage), ("--study-name", args.study_name))
+                                       ("--study-name", args.study_name))
                if value is not None for arg in (name, str(value))]
-    options += [arg for field in args.fields for arg in ("--set", field)]
+    options += [arg for field in args.fields if field.partition("=")[0].strip() != "study.storage"
+                for arg in ("--set", field)]
+    options += ["--traceback"] if args.traceback else []
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
-    summary = launch(args.study_file, config, workers=args.workers, devices=devices, worker_options=options)
+    summary = launch(args.study_file, config, workers=args.workers, devices=devices, worker_options=options,
+                     shared_database=args.shared_database)
     for plan, code in zip(summary.plans, summary.returncodes, strict=True):
         print(f"worker {plan.index} ({plan.device}, {plan.threads} threads): exit status {code}")
-    print_status([summary.status], top=TOP_DEFAULT)
-    print(f"{'interrupted' if summary.interrupted else 'finished'} after {summary.seconds:.1f} s")
+    if summary.status is not None:  # else the storage is out of reach: the workers' lines said so
+        print_status([summary.status], top=TOP_DEFAULT)
+    ended = "interrupted" if summary.interrupted else "stopped" if summary.returncode else "finished"
+    print(f"{ended} after {summary.seconds:.1f} s")
     return summary.returncode
 
 
@@ -277,6 +301,7 @@ def _cmd_launch_ray(args: argparse.Namespace) -> int:
     summary = launch_on_ray(config, workers=args.workers, address=args.ray or None,
                             cpus_per_worker=args.cpus_per_worker or 1.0, gpus_per_worker=args.gpus_per_worker or 0.0,
                             max_restarts=DEFAULT_MAX_RESTARTS if args.max_restarts is None else args.max_restarts,
+                            shared_database=args.shared_database,
                             on_progress=lambda line: print(f"[ray] {line}", flush=True))
     for worker in summary.workers:
         print(f"ray worker {worker.index}: {worker.state}"

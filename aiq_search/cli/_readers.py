@@ -116,12 +116,19 @@ def add_reader_commands(sub: argparse._SubParsersAction) -> None:
                                    "and a JSON summary of each study in a folder beside it; a study whose "
                                    "storage is absent is read from its summary there.")
     p.add_argument("studies", nargs="+", metavar="STUDY.toml")
-    p.add_argument("--out", metavar="FILE", type=Path, default=Path("docs/reproduction.md"),
+    p.add_argument("--out", metavar="FILE", type=Path,
                    help="the markdown file (default: docs/reproduction.md; figures and summaries go to the "
-                        "folder of the same name without .md)")
+                        "folder of the same name without .md; summaries committed in docs/reproduction/ "
+                        "serve any --out)")
     p.add_argument("--seeds", type=positive_int, default=20, metavar="N",
                    help="TPE replays of the search-efficiency benchmark (default: 20)")
     p.set_defaults(func=_cmd_compare)
+
+    def trust(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--trust-module", metavar="NAME", action="append", default=[], dest="trust_modules",
+                       help=f"let a family that {what} by import path import module NAME (and its "
+                            "submodules), which runs its code; repeat for more (default: only built-in and "
+                            "installed families, and modules already imported)")
 
     p = sub.add_parser("export", help="export trained trials: architecture, weights, metrics, ONNX",
                        description="Write one folder per exported trial with architecture.json, input.json "
@@ -142,6 +149,7 @@ def add_reader_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifacts", metavar="DIR",  # not a Path: that would turn s3://b/p into s3:/b/p
                    help="where the study's artifacts are on this machine, or s3://bucket/prefix (default: "
                         "where it recorded them)")
+    trust(p, "the trials' architectures name")
     p.set_defaults(func=_cmd_export, which="best")
 
     p = sub.add_parser("evaluate", help="reload an exported model and check its recorded numbers",
@@ -155,6 +163,7 @@ def add_reader_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None,
                    help="auto, cpu, cuda or cuda:N (default: the kind of device the trial was trained on, "
                         "when there is one here, else the CPU)")
+    trust(p, "architecture.json names")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -171,28 +180,52 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def print_status(statuses: Sequence[StudyStatus], *, top: int) -> None:
-    """Each study's trials by state, then its best trials as a table."""
+    """Each study's trials by state, its best trials as a table fitted to the terminal (short headers, one
+    line a trial, the architecture cut with an ellipsis, fewer columns below 100 columns), then the best
+    trials' warnings, the trials whose aIQ a dead layer zeroed and why trials failed."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    narrow = console.width < 100
     if not statuses:
         console.print("no studies in this storage")
     for status in statuses:
         counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(status.counts.items())) or "no trials"
         target = f", target {status.n_trials} complete" if status.n_trials is not None else ""
         console.print(f"[bold]{status.name}[/bold] ({status.mode} mode): {counts}{target}", highlight=False)
-        if not status.best:
-            continue
-        table = Table(title=f"top {min(top, len(status.best))} by aIQ", title_justify="left")
-        for column in ("trial", "aIQ", "accuracy", "test acc.", "parameters", "efficiency", "epochs"):
-            table.add_column(column, justify="right")
-        table.add_column("architecture", overflow="fold")
+        if status.best:
+            table = Table(title=f"top {min(top, len(status.best))} by aIQ", title_justify="left",
+                          box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption_justify="left",
+                          caption="acc.: accuracy (eval split), eff.: network efficiency"
+                                  + ("" if narrow else ", ep.: epochs"))
+            columns = ["#", "aIQ", "acc.", *([] if narrow else ["test acc."]), "params", "eff.",
+                       *([] if narrow else ["ep."])]
+            rows = []
+            for row in status.best:
+                test = "–" if row.test_accuracy is None else f"{row.test_accuracy:.4f}"
+                rows.append([str(row.number), f"{row.aiq:.4f}", f"{row.accuracy:.4f}", *([] if narrow else [test]),
+                             f"{row.n_params:,}", f"{row.network_efficiency:.3f}",
+                             *([] if narrow else [str(row.epochs)])])
+            widths = [max(len(column), *(len(cells[i]) for cells in rows)) for i, column in enumerate(columns)]
+            for column, width in zip(columns, widths, strict=True):
+                table.add_column(column, justify="right", no_wrap=True, width=width)
+            # numbers are never cut: the architecture takes the rest of the line (3 characters between columns)
+            rest = max(12, console.width - sum(widths) - 3 * len(widths))
+            table.add_column("architecture", no_wrap=True, width=rest)
+            for cells, row in zip(rows, status.best, strict=True):
+                table.add_row(*cells, row.architecture if len(row.architecture) <= rest
+                              else row.architecture[:rest - 1] + "…")
+            console.print(table)
         for row in status.best:
-            test = "–" if row.test_accuracy is None else f"{row.test_accuracy:.4f}"
-            table.add_row(str(row.number), f"{row.aiq:.4f}", f"{row.accuracy:.4f}", test, f"{row.n_params:,}",
-                          f"{row.network_efficiency:.3f}", str(row.epochs), row.architecture)
-        console.print(table)
+            for warning in row.warnings:
+                console.print(f"#{row.number} warning: {warning}", highlight=False, markup=False)
+        for row in status.dead:
+            console.print(f"#{row.number}: aIQ 0, dead layers (efficiency 0): {', '.join(row.dead_layers)}",
+                          highlight=False, markup=False)
+        for row in status.failed:
+            console.print(f"#{row.number} failed: {row.fail_reason}", highlight=False, markup=False)
 
 
 def _cmd_enqueue(args: argparse.Namespace) -> int:
@@ -204,6 +237,8 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
         spec = json.loads(args.spec.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{args.spec}: cannot read a JSON spec: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{args.spec}: the JSON is nested too deeply to be a spec") from None
     study = open_study(config.study.storage, config.study.name)
     params = enqueue_spec(study, config, spec)
     print(f"{study.study_name}: queued {json.dumps(params)}")
@@ -220,10 +255,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from aiq_search.readers import write_report
+    from aiq_search.readers import safe_filename, write_report
 
     study = _open_study(args)
-    out = args.out or Path("reports") / f"{study.study_name}.html"
+    out = args.out or Path("reports") / f"{safe_filename(study.study_name)}.html"
     try:
         print(write_report(study, out, top=args.top))
     except OSError as exc:
@@ -242,16 +277,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from aiq_search.export import export_trials, onnx_available
+    from aiq_search.export import default_out_dir, export_trials, onnx_available
 
     study = _open_study(args)
+    which = "top" if args.top is not None else args.which
+    out = args.out or default_out_dir(study.study_name)
+    folders = export_trials(study, out, which=which, k=args.top or 1, force=args.force, artifacts=args.artifacts,
+                            trust_modules=args.trust_modules)
     if not onnx_available():
         print("aiq-search: no model.onnx: the export extra is not installed (pip install 'aiq-search[export]')",
               file=sys.stderr)
-    which = "top" if args.top is not None else args.which
-    out = args.out or Path("exports") / study.study_name
-    for folder in export_trials(study, out, which=which, k=args.top or 1, force=args.force,
-                                artifacts=args.artifacts):
+    for folder in folders:
         print(folder)
     return 0
 
@@ -259,19 +295,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from aiq_search.export import verify_export
 
-    result = verify_export(args.dir, data_dir=args.data_dir, device=args.device)
-    print(f"trial #{result.trial} of {result.study}, {result.split} split of {result.dataset} "
-          f"on {result.device}")
-    print(f"{'':24} {'recorded':>20} {'measured':>20}")
-    for name, (recorded, measured) in result.compared.items():
-        mark = "" if recorded == measured else "   DIFFERS"
-        print(f"{name:24} {recorded!s:>20} {measured!s:>20}{mark}")
-    onnx = result.onnx
-    if onnx is not None:
-        print(f"model.onnx in onnxruntime on raw test inputs: {onnx.differing_predictions} predictions differ "
-              f"from PyTorch's, largest logit difference {onnx.max_logit_difference:.2e} (tolerance "
-              f"{onnx.tolerance:.1e}){'' if onnx.ok else '   DIFFERS'}")
-    for note in result.notes:
-        print(note)
-    print("all equal" if result.equal else "some numbers differ from the recorded ones")
+    result = verify_export(args.dir, data_dir=args.data_dir, device=args.device, trust_modules=args.trust_modules)
+    print("\n".join(result.lines()))
     return 0 if result.equal else 1

@@ -5,6 +5,7 @@ from ._artifacts import (
 )
 from ._create import (
     changed_fields as changed_fields,
+    check_database as check_database,
     create_or_load_study as create_or_load_study,
     create_study as create_study,
     load_device_and_data as load_device_and_data,
@@ -23,6 +24,7 @@ from ._read import (
     by_aiq as by_aiq,
     complete_trials as complete_trials,
     count_states as count_states,
+    dead_layers as dead_layers,
     describe_trial as describe_trial,
     fail_reason as fail_reason,
     open_study as open_study,
@@ -55,6 +57,7 @@ from ._storage import (
     STALE_REASON as STALE_REASON,
     holds_optuna_storage as holds_optuna_storage,
     open_storage as open_storage,
+    read_only_here as read_only_here,
     redact as redact,
 )
 from ._write import (
@@ -81,11 +84,13 @@ __all__ = [
     "RecordedSettings",
     "by_aiq",
     "changed_fields",
+    "check_database",
     "complete_trials",
     "completed_repeat",
     "count_states",
     "create_or_load_study",
     "create_study",
+    "dead_layers",
     "describe_trial",
     "directions",
     "enqueue_spec",
@@ -106,6 +111,7 @@ __all__ = [
     "open_study",
     "outage_behind",
     "pareto_front",
+    "read_only_here",
     "record_architecture",
     "record_failure",
     "record_repeat",
