@@ -12,6 +12,7 @@ median ≤ 10% of the grid's network-epochs, ≤ 0.25× random order, ≤ 1.0× 
 of the seeds, upper quartile ≤ 25% of the grid.
 
     python bench/search.py [--seeds 100] [--gp-seeds 20] [--grids lenet300-grid lenet5-grid ...]
+                           [--strategies "shipped" "tpe, halving" ...]
     python bench/search.py --pack SUMMARY.json   # a summary written by `aiq-search compare`
 """
 
@@ -147,6 +148,8 @@ def main() -> int:
     parser.add_argument("--gp-seeds", type=int, default=20, help="seeds for GPSampler (about 1 s a trial)")
     parser.add_argument("--grids", nargs="+", default=["lenet300-grid", "lenet5-grid", *EXTENDED])
     parser.add_argument("--pack", type=Path, metavar="SUMMARY.json", help="pack a study summary and stop")
+    parser.add_argument("--strategies", nargs="+", metavar="LABEL", type=str.lower,
+                        help="only the strategies whose label starts so (the sweeps always run: the ratios need them)")
     args = parser.parse_args()
     if args.pack:
         print(pack(args.pack).relative_to(REPO))
@@ -167,11 +170,13 @@ def main() -> int:
               f"{'% of grid':>9} {'× random':>8} {'× fewest':>8} {'reach 95%':>9} {'epochs to 95%':>19} "
               f"{'train s to 98%':>19} {'s/seed':>6}")
         results: dict[str, Measured] = {}
-        for strategy in STRATEGIES:
+        chosen = [s for s in STRATEGIES if s.sweep is not None or not args.strategies
+                  or any(s.label.lower().startswith(prefix) for prefix in args.strategies)]
+        for strategy in chosen:
             seeds = args.gp_seeds if strategy.settings.get("sampler") == "gp" else args.seeds
             results[strategy.label] = measure(grid, strategy, seeds)
             print(_row(strategy.label, results[strategy.label], results, grid), flush=True)
-        if name in EXTENDED:
+        if name in EXTENDED and SHIPPED in chosen:
             verdicts.append(_verdict(name, grid, results))
     met = bool(verdicts) and all(v.endswith(": met") for v in verdicts)
     print(f"\nbar for the shipped default ({SHIPPED.settings}) on the extended grids: "
