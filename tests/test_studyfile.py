@@ -35,10 +35,10 @@ def test_quickstart_is_small_and_offline() -> None:
 
 def test_defaults_follow_the_mode(write_study: Callable[..., Path]) -> None:
     aiq_mode = load_study_file(write_study(study={"sampler": None, "pruner": None}))
-    assert (aiq_mode.study.mode, aiq_mode.study.sampler, aiq_mode.study.pruner) == ("aiq", "tpe", "median")
+    assert (aiq_mode.study.mode, aiq_mode.study.sampler, aiq_mode.study.pruner) == ("aiq", "tpe", "halving")
     assert aiq_mode.study.eval_split == "validation"
     pareto = load_study_file(write_study(study={"mode": "pareto", "sampler": None, "pruner": None}))
-    assert (pareto.study.sampler, pareto.study.pruner) == ("nsga2", "none")
+    assert (pareto.study.sampler, pareto.study.pruner) == ("nsga2", "dominated")
 
 
 def test_default_storage_and_artifacts_are_named_after_the_study(write_study: Callable[..., Path]) -> None:
