@@ -211,8 +211,9 @@ def print_status(statuses: Sequence[StudyStatus], *, top: int) -> None:
             widths = [max(len(column), *(len(cells[i]) for cells in rows)) for i, column in enumerate(columns)]
             for column, width in zip(columns, widths, strict=True):
                 table.add_column(column, justify="right", no_wrap=True, width=width)
-            # numbers are never cut: the architecture takes the rest of the line (3 characters between columns)
-            rest = max(12, console.width - sum(widths) - 3 * len(widths))
+            # numbers are never cut: the architecture takes the rest of the line (3 characters between columns,
+            # and one to spare: rich before 13.3 pads the table's edge even with pad_edge=False)
+            rest = max(12, console.width - sum(widths) - 3 * len(widths) - 1)
             table.add_column("architecture", no_wrap=True, width=rest)
             for cells, row in zip(rows, status.best, strict=True):
                 table.add_row(*cells, row.architecture if len(row.architecture) <= rest
