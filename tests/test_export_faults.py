@@ -16,17 +16,18 @@ from typing import Any
 
 import optuna
 import pytest
+import test_export
 import torch
 from optuna.trial import TrialState, create_trial
-from test_export import _untrained_study
 
-from aiq_search import export
 from aiq_search.cli import main
 from aiq_search.export import write_manifest
 from aiq_search.integration import AiqTrial, load_study_data, prepare_study
 from aiq_search.reproduction import compare
 
 REPO = Path(__file__).resolve().parents[1]
+# test_export's fixtures, reused: its one-trial untrained study (module-scoped) and a copy of its export to damage
+untrained, copy_of = test_export.untrained, test_export.copy_of
 
 
 def _tree(root: Path) -> set[str]:
@@ -39,15 +40,6 @@ def _refused(capsys: pytest.CaptureFixture[str]) -> str:
     assert out == "" and err.startswith("aiq-search: error: ") and err.count("\n") == 1, out + err
     assert "Traceback" not in err
     return err
-
-
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study, str, Path]:
-    """(study, storage URL, its one trial exported): test_export's study, under its own folder here."""
-    root = tmp_path_factory.mktemp("faults")
-    study, storage = _untrained_study(root, "untrained")
-    (folder,) = export.export_trials(study, root / "out")
-    return study, storage, folder
 
 
 def _variant(untrained: tuple[optuna.Study, str, Path], name: str, **attrs: Any) -> None:
@@ -70,11 +62,6 @@ def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]
         "from aiq_search.families import get_family\nNet = type(get_family('lenet300'))\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(folder))
     return name, marker
-
-
-@pytest.fixture
-def copy_of(untrained, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(untrained[2], tmp_path / "trial"))
 
 
 # --------------------------------------------------------------------------- export
